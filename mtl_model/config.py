@@ -1,0 +1,278 @@
+"""Typed configuration, one model per pipeline step, validated at the boundary.
+
+Every field has a docstring (pydantic turns it into the field's description, which Prefect shows in
+its parameter form). Cross-field checks raise errors that name the offending field.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from mtl_model.errors import ConfigError
+from mtl_model.freeze import parse_freeze_policy
+
+SplitName = Literal["train", "validation", "test"]
+BUNDLED_BACKBONE = "bundled:all-MiniLM-L6-v2"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
+
+
+class SplitSpec(_Strict):
+    """How a dataset with one labelled file is divided (seeded and stratified by label)."""
+
+    validation_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    """Share of rows for the validation split."""
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    """Share of rows for the test split."""
+    seed: int = 0
+    """Seed of the split, so every run sees the same partition."""
+
+    @model_validator(mode="after")
+    def _fractions_leave_training_data(self) -> SplitSpec:
+        if self.validation_fraction + self.test_fraction >= 0.9:
+            raise ValueError(
+                "split.validation_fraction + split.test_fraction must be < 0.9, got "
+                f"{self.validation_fraction} + {self.test_fraction}"
+            )
+        return self
+
+
+class TaskSpec(_Strict):
+    """One supervised task: where its data is, how to read it, and what kind of head it gets."""
+
+    name: str
+    """Identifier of the task; names its head, its Parquet folder and its metrics."""
+    kind: Literal["sentence", "token"]
+    """`sentence`: one label per text (topic, sentiment). `token`: one BIO tag per word (NER)."""
+    format: Literal["ag_news", "glue_tsv", "conll", "csv", "jsonl", "parquet"]
+    """File format of the data files."""
+    files: dict[Literal["train", "validation", "test", "all"], str]
+    """Data files per split, relative to the data directory. `all` alone means: split it (see `split`)."""
+    text_column: str = "text"
+    """Column with the text (`glue_tsv`, `csv`, `jsonl`, `parquet`)."""
+    label_column: str = "label"
+    """Column with the label (`glue_tsv`, `csv`, `jsonl`, `parquet`)."""
+    id_column: str | None = None
+    """Optional column with a row id, used in error messages (`csv`, `jsonl`, `parquet`)."""
+    tag_column: int = -1
+    """Column index of the tag in CoNLL files (-1: the last column)."""
+    tag_scheme: Literal["bio", "iob1"] = "bio"
+    """Tag scheme of the CoNLL files; IOB1 is converted to BIO on read."""
+    labels: list[str] | None = None
+    """The label set, in head order. When absent it is the sorted set of training labels."""
+    split: SplitSpec = SplitSpec()
+    """How to split a dataset given as one `all` file."""
+    loss_weight: float = Field(1.0, gt=0.0)
+    """Weight of this task's loss in the summed multi-task loss."""
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_identifier(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", value):
+            raise ValueError(f"task name must match [A-Za-z][A-Za-z0-9_-]*, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _files_and_format_agree(self) -> TaskSpec:
+        keys = set(self.files)
+        if "all" in keys and keys != {"all"}:
+            raise ValueError(f"task {self.name!r}: files.all cannot be combined with {sorted(keys - {'all'})}")
+        if "all" not in keys and not {"train", "test"} <= keys:
+            raise ValueError(f"task {self.name!r}: files needs `train` and `test` (or a single `all`)")
+        if (self.kind == "token") != (self.format == "conll"):
+            raise ValueError(
+                f"task {self.name!r}: kind {self.kind!r} does not fit format {self.format!r} "
+                "(token tasks read CoNLL files; sentence tasks read the other formats)"
+            )
+        if self.labels is not None and len(set(self.labels)) != len(self.labels):
+            raise ValueError(f"task {self.name!r}: labels has duplicates: {self.labels}")
+        return self
+
+
+class TokenizeConfig(_Strict):
+    """Step 1–2: reading, validation, tokenisation and padding."""
+
+    max_seq_length: int = Field(128, ge=8, le=8192)
+    """Sequences are truncated and padded to this many tokens (special tokens included)."""
+    on_invalid: Literal["fail", "skip"] = "fail"
+    """`fail`: any bad row stops the run, listing every problem. `skip`: bad rows are dropped and counted."""
+
+
+class ModelConfig(_Strict):
+    """Step 3: the multi-task model's architecture."""
+
+    backbone: str = BUNDLED_BACKBONE
+    """Encoder: `bundled:all-MiniLM-L6-v2` (offline, sha256-verified), a Hugging Face model id, or a local directory."""
+    pooling: Literal["mean", "cls", "max"] = "mean"
+    """How token states become one sentence vector (`mean` ignores padding)."""
+    projection_dim: int | None = Field(256, ge=1)
+    """Size of the Linear+Tanh projection after pooling; `null` keeps the encoder's size."""
+    normalize: bool = True
+    """L2-normalise the sentence embedding (cosine similarity becomes a dot product)."""
+    head_dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    """Dropout before every task head during training."""
+
+
+class TrainConfig(_Strict):
+    """Step 3: optimisation."""
+
+    epochs: float = Field(3.0, gt=0.0)
+    """Passes over the largest task's training split (smaller tasks cycle)."""
+    max_steps: int | None = Field(None, ge=1)
+    """Stop after this many optimizer steps (overrides `epochs` when set)."""
+    batch_size: int = Field(16, ge=1)
+    """Examples per task per step; each step sums one batch of every task."""
+    learning_rate: float = Field(5e-5, gt=0.0)
+    """Peak AdamW learning rate of the encoder."""
+    head_learning_rate: float | None = Field(1e-3, gt=0.0)
+    """Peak learning rate of projection and heads (they start from random); `null`: same as the encoder."""
+    weight_decay: float = Field(0.01, ge=0.0)
+    """AdamW weight decay (not applied to biases and LayerNorm weights)."""
+    warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0)
+    """Share of steps with linearly increasing learning rate; then linear decay to zero."""
+    max_grad_norm: float | None = Field(1.0, gt=0.0)
+    """Clip the global gradient norm to this value; `null` disables clipping."""
+    freeze_policy: str = "none"
+    """Which parameters train: `none`, `backbone`, `all`, or `head:<task>` (comma-separated to combine)."""
+    seed: int = 42
+    """Seed of initialisation, dropout and batch order."""
+
+    @field_validator("freeze_policy")
+    @classmethod
+    def _known_policy(cls, value: str) -> str:
+        parse_freeze_policy(value)  # raises with the list of valid policies
+        return value
+
+
+class EvaluateConfig(_Strict):
+    """Step 4: metrics."""
+
+    split: SplitName = "test"
+    """Which split the metrics are computed on."""
+    batch_size: int = Field(64, ge=1)
+    """Examples per forward pass."""
+
+
+class EmbedConfig(_Strict):
+    """Step 5: embedding a corpus for downstream consumers."""
+
+    corpus: str | None = None
+    """File of rows with an id and a text (CSV, JSONL or Parquet), relative to the data directory; `null` skips the step."""
+    id_column: str = "id"
+    """Column with the row id, copied unchanged to the output."""
+    text_column: str = "text"
+    """Column with the text to embed."""
+    batch_size: int = Field(64, ge=1)
+    """Texts per forward pass (texts are sorted by length so batches carry little padding)."""
+    rows_per_shard: int = Field(100_000, ge=1)
+    """Rows per output Parquet file `part-NNNNN.parquet`."""
+    include_text: bool = False
+    """Also write the text column next to the embedding."""
+
+
+class PipelineConfig(_Strict):
+    """The whole pipeline: data, model, and one section per step."""
+
+    name: str = "default"
+    """Name of the run; the default output folder is `runs/<name>`."""
+    data_dir: str | None = None
+    """Folder that relative data paths start from; relative to this config file. Default: the config's folder."""
+    tasks: list[TaskSpec]
+    """The tasks the model learns, each with its own head."""
+    tokenize: TokenizeConfig = TokenizeConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    embed: EmbedConfig = EmbedConfig()
+
+    @model_validator(mode="after")
+    def _cross_field_checks(self) -> PipelineConfig:
+        names = [task.name for task in self.tasks]
+        if not names:
+            raise ValueError("tasks: at least one task is required")
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"tasks: duplicate task names {duplicates}")
+        policy = parse_freeze_policy(self.train.freeze_policy)
+        unknown = sorted(set(policy.frozen_heads) - set(names))
+        if unknown:
+            raise ValueError(f"train.freeze_policy: head(s) {unknown} name no task; tasks are {names}")
+        return self
+
+    def resolve_data_path(self, relative: str, config_dir: Path) -> Path:
+        """A data path as the user means it: absolute, or under `data_dir` (itself relative to the config)."""
+        path = Path(relative).expanduser()
+        if path.is_absolute():
+            return path
+        base = Path(self.data_dir).expanduser() if self.data_dir else Path(".")
+        if not base.is_absolute():
+            base = config_dir / base
+        return (base / path).resolve()
+
+
+def default_config_path() -> Path:
+    """The bundled default config (sample data, bundled backbone)."""
+    return Path(__file__).resolve().parent.parent / "data" / "configs" / "default.yaml"
+
+
+def load_pipeline_config(path: str | Path | None = None) -> tuple[PipelineConfig, Path]:
+    """Read and validate a YAML config; returns it with the folder its relative paths start from."""
+    config_path = Path(path) if path else default_config_path()
+    if not config_path.is_file():
+        raise ConfigError(f"config file not found: {config_path}")
+    try:
+        raw = yaml.safe_load(config_path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{config_path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{config_path}: expected a mapping at the top level")
+    try:
+        config = PipelineConfig.model_validate(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{config_path}: {exc}") from exc
+    return config, config_path.resolve().parent
+
+
+class RunPlan(BaseModel):
+    """A validated config with every path resolved: what one pipeline run will read and write."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    config: PipelineConfig
+    out_dir: str
+    files: dict[str, dict[str, str]]
+    corpus: str | None
+
+
+def plan_run(
+    config_path: str | Path | None = None,
+    *,
+    out: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    freeze_policy: str | None = None,
+) -> RunPlan:
+    """Load the config, apply command-line overrides (re-validated), and resolve all paths."""
+    config, config_dir = load_pipeline_config(config_path)
+    raw = config.model_dump()
+    if data_dir is not None:
+        raw["data_dir"] = str(Path(data_dir).expanduser().resolve())  # a CLI path is relative to the CWD
+    if freeze_policy is not None:
+        raw["train"]["freeze_policy"] = freeze_policy
+    try:
+        config = PipelineConfig.model_validate(raw)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    files = {
+        task.name: {split: str(config.resolve_data_path(path, config_dir)) for split, path in task.files.items()}
+        for task in config.tasks
+    }
+    corpus = str(config.resolve_data_path(config.embed.corpus, config_dir)) if config.embed.corpus else None
+    out_dir = Path(out).expanduser() if out else Path("runs") / config.name
+    return RunPlan(config=config, out_dir=str(out_dir.resolve()), files=files, corpus=corpus)

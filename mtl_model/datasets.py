@@ -1,0 +1,117 @@
+"""A task's data as the model sees it: splits of validated examples and the task's label set."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mtl_model.config import SplitSpec, TaskSpec
+from mtl_model.errors import DataValidationError, Problem
+from mtl_model.readers import ReadResult, TextExample, TokenExample, read_ag_news, read_conll, read_glue_tsv, read_table
+
+
+@dataclass
+class TaskData:
+    """Validated splits of one task, its label list (head order) and per-file read reports."""
+
+    spec: TaskSpec
+    splits: dict[str, list]
+    labels: list[str]
+    reports: list[dict] = field(default_factory=list)
+
+
+def read_task_file(spec: TaskSpec, path: Path) -> ReadResult:
+    """Dispatch on the task's configured format."""
+    if spec.format == "conll":
+        return read_conll(path, tag_column=spec.tag_column, tag_scheme=spec.tag_scheme)
+    if spec.format == "glue_tsv":
+        return read_glue_tsv(path, text_column=spec.text_column, label_column=spec.label_column)
+    if spec.format == "ag_news":
+        return read_ag_news(path)
+    return read_table(path, fmt=spec.format, text_column=spec.text_column, label_column=spec.label_column, id_column=spec.id_column)
+
+
+def _example_labels(example: TextExample | TokenExample) -> list[str]:
+    if isinstance(example, TokenExample):
+        return example.tags
+    return [] if example.label is None else [example.label]
+
+
+def _label_set(spec: TaskSpec, train: list) -> list[str]:
+    """Configured labels, else the sorted training labels (for BIO: the B-/I- pair of every type, plus O)."""
+    if spec.labels is not None:
+        return list(spec.labels)
+    seen = {label for example in train for label in _example_labels(example)}
+    if spec.kind == "token":
+        types = {tag[2:] for tag in seen if tag != "O"}
+        seen = {"O"} | {f"{prefix}-{kind}" for kind in types for prefix in "BI"}
+        return ["O"] + sorted(seen - {"O"}, key=lambda tag: (tag[2:], tag[0]))
+    return sorted(seen, key=lambda label: (len(label), label) if label.isdigit() else (0, label))
+
+
+def stratified_split(examples: list[TextExample | TokenExample], spec: SplitSpec) -> dict[str, list]:
+    """Seeded split into train/validation/test, stratified by label (token tasks: by first entity type)."""
+    from sklearn.model_selection import train_test_split
+
+    def key(example: TextExample | TokenExample) -> str:
+        labels = _example_labels(example)
+        if isinstance(example, TokenExample):
+            return next((tag[2:] for tag in labels if tag != "O"), "O")
+        return labels[0] if labels else ""
+
+    keys = [key(example) for example in examples]
+    stratify_ok = min(Counter(keys).values()) >= 3
+    rest, test = train_test_split(
+        examples, test_size=spec.test_fraction, random_state=spec.seed, stratify=keys if stratify_ok else None
+    )
+    if spec.validation_fraction == 0:
+        return {"train": rest, "validation": [], "test": test}
+    rest_keys = [key(example) for example in rest]
+    train, validation = train_test_split(
+        rest,
+        test_size=spec.validation_fraction / (1 - spec.test_fraction),
+        random_state=spec.seed,
+        stratify=rest_keys if stratify_ok else None,
+    )
+    return {"train": train, "validation": validation, "test": test}
+
+
+def load_task_data(spec: TaskSpec, paths: dict[str, Path], *, on_invalid: str = "fail") -> TaskData:
+    """Read every file of a task, check labels against the label set, and split when given one file.
+
+    All problems of all files are collected before failing, so the user sees them at once.
+    With `on_invalid="skip"`, bad rows are dropped and counted instead.
+    """
+    results = {split: read_task_file(spec, path) for split, path in paths.items()}
+    missing_labels = [r for r in results.values() if not r.labelled]
+    problems = [p for r in results.values() for p in r.problems]
+    problems += [Problem(r.path, "", "file has no label column; every split of a task must be labelled") for r in missing_labels]
+
+    train_key = "all" if "all" in results else "train"
+    labels = _label_set(spec, results[train_key].examples)
+    allowed = set(labels)
+    for split, result in results.items():
+        kept = []
+        for example in result.examples:
+            unknown = sorted({label for label in _example_labels(example) if label not in allowed})
+            if unknown:
+                where = example.row_id.split(":", 1)[1]
+                where = f"line {where}" if where.isdigit() else where
+                problems.append(Problem(result.path, where, f"label(s) {unknown} not in the label set {labels}"))
+                result.rows_rejected += 1
+            else:
+                kept.append(example)
+        result.examples = kept
+        result.problems = [p for p in problems if p.path == result.path]
+
+    if problems and on_invalid == "fail":
+        raise DataValidationError(problems)
+    if len(labels) < 2:
+        raise DataValidationError([Problem(results[train_key].path, "", f"task {spec.name!r} needs at least 2 labels, found {labels}")])
+
+    if "all" in results:
+        splits = stratified_split(results["all"].examples, spec.split)
+    else:
+        splits = {split: result.examples for split, result in results.items()}
+    return TaskData(spec=spec, splits=splits, labels=labels, reports=[r.summary() for r in results.values()])

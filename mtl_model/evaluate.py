@@ -1,0 +1,80 @@
+"""Step 4: metrics per task. Sentence tasks: accuracy and macro P/R/F1 (scikit-learn).
+Token tasks: entity-level P/R/F1 (seqeval) over every gold word; a word the model never saw
+(cut by truncation) counts as predicted `O`, so truncation lowers recall instead of hiding errors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from mtl_model.model import MultiTaskModel
+from mtl_model.tokenization import TokenizedSplit
+
+
+@torch.inference_mode()
+def predict(model: MultiTaskModel, split: TokenizedSplit, task: str, *, batch_size: int, device: str) -> np.ndarray:
+    """Arg-max class per row (N,) or per token (N, L), in row order; batches sorted by length."""
+    model.eval()
+    lengths = split.attention_mask.sum(axis=1)
+    order = np.argsort(-lengths, kind="stable")
+    kind = model.head_specs[task].kind
+    predictions = np.zeros((len(split),) if kind == "sentence" else split.input_ids.shape, dtype=np.int64)
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        width = int(lengths[rows].max())
+        input_ids = torch.from_numpy(split.input_ids[rows, :width]).to(device)  # (B, T)
+        mask = torch.from_numpy(split.attention_mask[rows, :width]).to(device)  # (B, T)
+        logits = model(input_ids, mask, task=task)["logits"]  # (B, C) or (B, T, C)
+        if kind == "sentence":
+            predictions[rows] = logits.argmax(-1).cpu().numpy()
+        else:
+            predictions[rows, :width] = logits.argmax(-1).cpu().numpy()
+    return predictions
+
+
+def sentence_metrics(gold: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+
+    precision, recall, f1, _ = precision_recall_fscore_support(gold, predicted, average="macro", zero_division=0)
+    return {
+        "accuracy": float(accuracy_score(gold, predicted)),
+        "precision": float(precision),
+        "recall": float(recall),
+        "f1": float(f1),
+        "support": int(len(gold)),
+    }
+
+
+def word_tags(split: TokenizedSplit, predictions: np.ndarray, labels: list[str]) -> tuple[list[list[str]], list[list[str]]]:
+    """(gold, predicted) tag sequences per sentence over all gold words."""
+    gold_tags, predicted_tags = [], []
+    for row, word_labels in enumerate(split.word_labels):
+        predicted = ["O"] * len(word_labels)
+        for position in np.flatnonzero(split.word_index[row] >= 0):
+            predicted[split.word_index[row, position]] = labels[predictions[row, position]]
+        gold_tags.append([labels[label] for label in word_labels])
+        predicted_tags.append(predicted)
+    return gold_tags, predicted_tags
+
+
+def token_metrics(gold: list[list[str]], predicted: list[list[str]]) -> dict[str, float]:
+    from seqeval.metrics import accuracy_score, f1_score, precision_score, recall_score
+
+    return {
+        "precision": float(precision_score(gold, predicted, zero_division=0)),
+        "recall": float(recall_score(gold, predicted, zero_division=0)),
+        "f1": float(f1_score(gold, predicted, zero_division=0)),
+        "token_accuracy": float(accuracy_score(gold, predicted)),
+        "support": int(len(gold)),
+    }
+
+
+def evaluate_task(model: MultiTaskModel, split: TokenizedSplit, task: str, *, batch_size: int, device: str) -> dict[str, float]:
+    """Metrics of one task on one padded split."""
+    predictions = predict(model, split, task, batch_size=batch_size, device=device)
+    spec = model.head_specs[task]
+    if spec.kind == "sentence":
+        return sentence_metrics(split.labels, predictions)
+    gold, predicted = word_tags(split, predictions, spec.labels)
+    return token_metrics(gold, predicted)

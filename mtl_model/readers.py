@@ -1,0 +1,399 @@
+"""Readers for labelled text in the formats users already have, validating as they read.
+
+Every reader returns all examples it could accept plus every problem it found, each with file and
+line (or row id), so one run reports everything wrong with a file. Rules for known quirks of real
+files are explicit here and counted in `ReadResult.notes`, never silent:
+
+- U+FEFF (byte-order mark) characters inside a file are removed; a line holding only U+FEFF is a
+  blank line (WNUT-17's dev file ends with one, and one of its tokens carries one).
+- AG News: a backslash before `$` is an escape and is dropped; any other backslash stands for a line
+  break and becomes a space. HTML leftovers (` #39;`, `&lt;`) are unescaped. Text is title + " " +
+  description.
+- CoNLL `-DOCSTART-` lines are document separators, not sentences.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mtl_model.errors import Problem
+
+BOM = "\ufeff"
+_TAG_RE = re.compile(r"^(O|[BI]-\S+)$")
+_AG_ENTITY_RE = re.compile(r" #(\d+);")
+_WHITESPACE_RE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class TextExample:
+    """A text with one label (or none, for unlabelled files)."""
+
+    row_id: str
+    text: str
+    label: str | None
+
+
+@dataclass(frozen=True)
+class TokenExample:
+    """A sentence as words with one BIO tag per word."""
+
+    row_id: str
+    tokens: list[str]
+    tags: list[str]
+
+
+@dataclass
+class ReadResult:
+    """What a reader accepted, what it found wrong, and counts that reconcile."""
+
+    path: str
+    examples: list = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    rows_read: int = 0
+    rows_rejected: int = 0
+    labelled: bool = True
+    notes: Counter = field(default_factory=Counter)
+
+    @property
+    def rows_accepted(self) -> int:
+        return len(self.examples)
+
+    def reject(self, location: str, message: str) -> None:
+        self.problems.append(Problem(self.path, location, message))
+
+    def summary(self) -> dict:
+        return {
+            "path": self.path,
+            "rows_read": self.rows_read,
+            "rows_accepted": self.rows_accepted,
+            "rows_rejected": self.rows_rejected,
+            "problems": len(self.problems),
+            "notes": dict(self.notes),
+        }
+
+
+def _decoded_lines(path: Path, result: ReadResult) -> Iterator[tuple[int, str]]:
+    """Yield (line number, text) for each line; undecodable lines are reported with their byte offset."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        result.reject("", f"cannot read file: {exc.strerror or exc}")
+        return
+    offset = 0
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()  # the file's final newline does not start another line
+    for number, raw in enumerate(lines, start=1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            result.reject(f"line {number}", f"not valid UTF-8 (byte offset {offset + exc.start}: 0x{raw[exc.start]:02x})")
+            result.rows_read += 1
+            result.rows_rejected += 1
+        else:
+            yield number, text.removesuffix("\r")
+        offset += len(raw) + 1
+
+
+def _strip_bom(text: str, result: ReadResult, note: str) -> str:
+    if BOM in text:
+        result.notes[note] += 1
+        return text.replace(BOM, "")
+    return text
+
+
+def _label_problem(value: object) -> str | None:
+    if value is None:
+        return "label is missing"
+    if isinstance(value, float) and math.isnan(value):
+        return "label is NaN"
+    if isinstance(value, str) and value.strip().lower() in ("", "nan", "none", "null"):
+        return f"label is missing or NaN ({value!r})"
+    return None
+
+
+def _label_text(value: object) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+# ---------------------------------------------------------------------------------------------- CoNLL
+
+
+def iob1_to_bio(tags: list[str]) -> list[str]:
+    """IOB1 uses I- inside entities and B- only between two adjacent same-type entities; BIO starts every entity with B-."""
+    converted = []
+    previous = "O"
+    for tag in tags:
+        if tag.startswith("I-") and (previous == "O" or previous[2:] != tag[2:]):
+            converted.append("B-" + tag[2:])
+        else:
+            converted.append(tag)
+        previous = tag
+    return converted
+
+
+def bio_problems(tags: list[str]) -> list[tuple[int, str]]:
+    """(index, message) for each tag that breaks BIO: malformed, or I-X not after B-X/I-X."""
+    found = []
+    previous = "O"
+    for index, tag in enumerate(tags):
+        if not _TAG_RE.match(tag):
+            found.append((index, f"tag {tag!r} is not a BIO tag (O, B-TYPE or I-TYPE)"))
+        elif tag.startswith("I-") and (previous == "O" or previous[2:] != tag[2:]):
+            found.append((index, f"tag {tag!r} follows {previous!r}: not valid BIO (IOB1 files need tag_scheme: iob1)"))
+        previous = tag
+    return found
+
+
+def read_conll(path: str | Path, *, tag_column: int = -1, tag_scheme: str = "bio") -> ReadResult:
+    """CoNLL column files: one `token ... tag` line per word, blank lines between sentences."""
+    path = Path(path)
+    result = ReadResult(str(path))
+    expected_columns: int | None = None
+    tokens: list[str] = []
+    tags: list[str] = []
+    lines: list[int] = []
+    sentence_problems: list[Problem] = []
+
+    def flush() -> None:
+        nonlocal tokens, tags, lines, sentence_problems
+        if tokens or sentence_problems:
+            result.rows_read += 1
+            final_tags = iob1_to_bio(tags) if tag_scheme == "iob1" else tags
+            for index, message in bio_problems(final_tags):
+                sentence_problems.append(Problem(result.path, f"line {lines[index]}", message))
+            if sentence_problems:
+                result.problems.extend(sentence_problems)
+                result.rows_rejected += 1
+            else:
+                result.examples.append(TokenExample(f"{path.name}:{lines[0]}", tokens, final_tags))
+        tokens, tags, lines, sentence_problems = [], [], [], []
+
+    for number, line in _decoded_lines(path, result):
+        if line.strip() == BOM:
+            result.notes["bom_only_lines_treated_as_blank"] += 1
+            line = ""
+        if not line.strip():
+            flush()
+            continue
+        columns = line.split()
+        if columns[0] == "-DOCSTART-":
+            flush()
+            result.notes["docstart_lines"] += 1
+            continue
+        if expected_columns is None:
+            expected_columns = len(columns)
+            if expected_columns < 2:
+                result.reject(f"line {number}", "expected at least 2 columns (token ... tag), found 1")
+        if len(columns) != expected_columns:
+            sentence_problems.append(
+                Problem(result.path, f"line {number}", f"expected {expected_columns} columns, found {len(columns)}")
+            )
+            tokens.append(columns[0])
+            tags.append("O")
+            lines.append(number)
+            continue
+        token = _strip_bom(columns[0], result, "bom_stripped_from_tokens")
+        if not token:
+            sentence_problems.append(Problem(result.path, f"line {number}", "token is empty"))
+        try:
+            tag = columns[tag_column]
+        except IndexError:
+            tag = "O"
+            sentence_problems.append(Problem(result.path, f"line {number}", f"no column {tag_column} for the tag"))
+        tokens.append(token)
+        tags.append(tag)
+        lines.append(number)
+    flush()
+    return result
+
+
+# ------------------------------------------------------------------------------------------ GLUE TSV
+
+
+def read_glue_tsv(path: str | Path, *, text_column: str = "sentence", label_column: str = "label") -> ReadResult:
+    """Tab-separated with a header row (GLUE). A file without the label column is read as unlabelled."""
+    path = Path(path)
+    result = ReadResult(str(path))
+    header: list[str] | None = None
+    for number, line in _decoded_lines(path, result):
+        line = _strip_bom(line, result, "bom_stripped")
+        if header is None:
+            header = line.split("\t")
+            if text_column not in header:
+                result.reject("line 1", f"header has no text column {text_column!r} (columns: {header})")
+                return result
+            result.labelled = label_column in header
+            if not result.labelled:
+                result.notes["unlabelled_file"] = 1
+            continue
+        result.rows_read += 1
+        fields = line.split("\t")
+        if len(fields) != len(header):
+            result.reject(f"line {number}", f"expected {len(header)} tab-separated columns, found {len(fields)}")
+            result.rows_rejected += 1
+            continue
+        row = dict(zip(header, fields))
+        text = row[text_column].strip()
+        problems = [] if text else ["text is empty"]
+        label = None
+        if result.labelled:
+            issue = _label_problem(row[label_column])
+            if issue:
+                problems.append(issue)
+            else:
+                label = _label_text(row[label_column])
+        for message in problems:
+            result.reject(f"line {number}", message)
+        if problems:
+            result.rows_rejected += 1
+        else:
+            result.examples.append(TextExample(f"{path.name}:{number}", text, label))
+    if header is None:
+        result.reject("", "file is empty (expected a header row)")
+    return result
+
+
+# ----------------------------------------------------------------------------------------- AG News
+
+
+def clean_ag_news_text(text: str) -> str:
+    """Apply the AG News rules from the module docstring."""
+    text = text.replace("\\$", "$").replace("\\", " ")
+    text = _AG_ENTITY_RE.sub(lambda match: f"&#{match.group(1)};", text)
+    return _WHITESPACE_RE.sub(" ", html.unescape(text)).strip()
+
+
+def read_ag_news(path: str | Path) -> ReadResult:
+    """AG News CSV: no header, `"class","title","description"`, one record per line."""
+    path = Path(path)
+    result = ReadResult(str(path))
+    for number, line in _decoded_lines(path, result):
+        result.rows_read += 1
+        fields = next(csv.reader([_strip_bom(line, result, "bom_stripped")]), [])
+        problems = []
+        if len(fields) != 3:
+            problems.append(f"expected 3 fields (class, title, description), found {len(fields)}")
+        else:
+            label, title, description = fields
+            if not label.strip().isdigit():
+                problems.append(f"class index {label!r} is not a positive integer")
+            text = " ".join(part for part in (clean_ag_news_text(title), clean_ag_news_text(description)) if part)
+            if not text:
+                problems.append("text is empty (title and description)")
+        for message in problems:
+            result.reject(f"line {number}", message)
+        if problems:
+            result.rows_rejected += 1
+        else:
+            result.examples.append(TextExample(f"{path.name}:{number}", text, label.strip()))
+    return result
+
+
+# ------------------------------------------------------------------------------ CSV, JSONL, Parquet
+
+
+def _rows(path: Path, fmt: str, result: ReadResult) -> Iterator[tuple[str, dict]]:
+    """(location, row) pairs from a generic table file."""
+    if fmt == "csv":
+        decoded = dict(_decoded_lines(path, result))  # undecodable lines become blank, keeping line numbers
+        text_lines = [decoded.get(number, "") for number in range(1, max(decoded, default=0) + 1)]
+        reader = csv.DictReader(io.StringIO("\n".join(text_lines) + "\n"))
+        try:
+            for row in reader:
+                if None in row:
+                    result.reject(f"line {reader.line_num}", f"more fields than the header's {len(reader.fieldnames or [])}")
+                    row = {k: v for k, v in row.items() if k is not None}
+                    row["__bad__"] = True
+                yield f"line {reader.line_num}", row
+        except csv.Error as exc:
+            result.reject(f"line {reader.line_num}", f"CSV parse error: {exc}")
+    elif fmt == "jsonl":
+        for number, line in _decoded_lines(path, result):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                result.reject(f"line {number}", f"not valid JSON: {exc.msg}")
+                result.rows_read += 1
+                result.rows_rejected += 1
+                continue
+            if not isinstance(row, dict):
+                result.reject(f"line {number}", "expected a JSON object")
+                result.rows_read += 1
+                result.rows_rejected += 1
+                continue
+            yield f"line {number}", row
+    elif fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(path)
+        except Exception as exc:  # pyarrow raises several types for a corrupt file
+            result.reject("", f"cannot read Parquet: {exc}")
+            return
+        for index, row in enumerate(table.to_pylist()):
+            yield f"row {index}", row
+    else:
+        raise ValueError(f"unknown table format {fmt!r}")
+
+
+def read_table(
+    path: str | Path,
+    *,
+    fmt: str,
+    text_column: str = "text",
+    label_column: str | None = "label",
+    id_column: str | None = None,
+) -> ReadResult:
+    """Generic CSV (with header), JSONL or Parquet with configurable text, label and id columns."""
+    path = Path(path)
+    result = ReadResult(str(path))
+    seen_ids: dict[str, str] = {}
+    for location, row in _rows(path, fmt, result):
+        result.rows_read += 1
+        problems = ["row has extra fields"] if row.pop("__bad__", False) else []
+        if id_column is not None:
+            if row.get(id_column) in (None, ""):
+                problems.append(f"id column {id_column!r} is missing or empty")
+            else:
+                row_id = str(row[id_column])
+                if row_id in seen_ids:
+                    problems.append(f"duplicate id {row_id!r} (first at {seen_ids[row_id]})")
+                else:
+                    seen_ids[row_id] = location
+                location = f"{location} (id {row_id})"
+        if text_column not in row:
+            problems.append(f"no text column {text_column!r} (columns: {sorted(row)})")
+            text = ""
+        else:
+            text = "" if row[text_column] is None else str(row[text_column]).strip()
+            if not text:
+                problems.append("text is empty")
+        label = None
+        if label_column is not None:
+            issue = _label_problem(row.get(label_column))
+            if issue:
+                problems.append(issue)
+            else:
+                label = _label_text(row[label_column])
+        for message in problems:
+            if message != "row has extra fields":
+                result.reject(location, message)
+        if problems:
+            result.rows_rejected += 1
+        else:
+            result.examples.append(TextExample(f"{path.name}:{location}", text, label))
+    return result

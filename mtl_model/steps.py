@@ -1,0 +1,164 @@
+"""The pipeline's steps as plain functions: paths and small dicts in, paths and small dicts out.
+
+Prefect tasks in `tasks/` wrap these one to one and add only caching, retries, logging and
+artifacts, so everything here runs and is tested without Prefect.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from mtl_model.backbone import load_tokenizer
+from mtl_model.config import EmbedConfig, EvaluateConfig, ModelConfig, TaskSpec, TokenizeConfig, TrainConfig
+from mtl_model.datasets import load_task_data
+from mtl_model.embed import embed_corpus, read_corpus
+from mtl_model.errors import DataValidationError
+from mtl_model.evaluate import evaluate_task
+from mtl_model.io import file_sha256, tree_sha256, write_json_atomic
+from mtl_model.model import HeadSpec, MultiTaskModel, build_model
+from mtl_model.tokenization import encode_examples, load_tokenized, pad_encoded, write_encoded
+from mtl_model.train import train_multitask
+
+log = logging.getLogger(__name__)
+
+
+def validate_step(tasks: list[TaskSpec], files: dict[str, dict[str, str]], tokenize: TokenizeConfig) -> dict:
+    """Read and validate every file of every task before anything is written.
+
+    Problems from all files are reported together in one DataValidationError (when
+    `tokenize.on_invalid` is `fail`). Returns per-file counts: rows read = accepted + rejected.
+    """
+    problems = []
+    reports: dict[str, list[dict]] = {}
+    for task in tasks:
+        try:
+            data = load_task_data(task, {split: Path(path) for split, path in files[task.name].items()}, on_invalid=tokenize.on_invalid)
+        except DataValidationError as exc:
+            problems.extend(exc.problems)
+            continue
+        reports[task.name] = data.reports
+    if problems:
+        raise DataValidationError(problems)
+    return reports
+
+
+def tokenize_step(task: TaskSpec, files: dict[str, str], tokenize: TokenizeConfig, backbone: str, out_dir: str) -> dict:
+    """Read, validate and tokenize one task's splits; write ragged Parquet to `<out>/encoded/<task>/`."""
+    paths = {split: Path(path) for split, path in files.items()}
+    data = load_task_data(task, paths, on_invalid=tokenize.on_invalid)
+    tokenizer = load_tokenizer(backbone)
+    digests = {split: {"path": str(path), "sha256": file_sha256(path)} for split, path in paths.items()}
+    written, stats = {}, {}
+    for split, examples in data.splits.items():
+        if not examples:
+            continue
+        table, split_stats = encode_examples(
+            tokenizer, examples, kind=task.kind, labels=data.labels, max_seq_length=tokenize.max_seq_length
+        )
+        target = Path(out_dir) / "encoded" / task.name / f"{split}.parquet"
+        write_encoded(target, table, {
+            "task": task.name,
+            "kind": task.kind,
+            "split": split,
+            "labels": data.labels,
+            "tokenizer": backbone,
+            "max_seq_length": tokenize.max_seq_length,
+            "pad_token_id": int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0),
+            "source": digests["all" if "all" in digests else split],  # each split records only its own file
+            "stats": split_stats.as_dict(),
+        })
+        written[split] = str(target)
+        stats[split] = split_stats.as_dict()
+    return {"task": task.name, "kind": task.kind, "labels": data.labels, "encoded": written, "stats": stats, "reads": data.reports}
+
+
+def pad_step(encoded: dict, max_seq_length: int, out_dir: str) -> dict:
+    """Pad each encoded split to max_seq_length; write `<out>/tokenized/<task>/<split>.parquet`."""
+    from mtl_model.tokenization import read_metadata
+
+    files = {}
+    for split, source in encoded["encoded"].items():
+        pad_id = read_metadata(source)["pad_token_id"]
+        target = Path(out_dir) / "tokenized" / encoded["task"] / f"{split}.parquet"
+        pad_encoded(source, target, max_seq_length=max_seq_length, pad_token_id=pad_id)
+        files[split] = str(target)
+    truncated = {split: s["truncated"] for split, s in encoded["stats"].items()}
+    return {"task": encoded["task"], "kind": encoded["kind"], "labels": encoded["labels"], "files": files, "truncated": truncated}
+
+
+def train_step(
+    tokenized: list[dict],
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    *,
+    max_seq_length: int,
+    loss_weights: dict[str, float],
+    device: str,
+    out_dir: str,
+    on_step: Callable[[int, int, float], None] | None = None,
+) -> dict:
+    """Build the model on the backbone, train it on every task's train split, save to `<out>/model/`."""
+    torch.manual_seed(train_config.seed)  # head initialisation is part of the seeded run
+    heads = [HeadSpec(name=t["task"], kind=t["kind"], labels=t["labels"]) for t in tokenized]
+    model = build_model(
+        backbone=model_config.backbone,
+        heads=heads,
+        pooling=model_config.pooling,
+        projection_dim=model_config.projection_dim,
+        normalize=model_config.normalize,
+        head_dropout=model_config.head_dropout,
+        max_seq_length=max_seq_length,
+    ).to(device)
+    splits = {t["task"]: load_tokenized(t["files"]["train"]) for t in tokenized}
+    result = train_multitask(model, splits, train_config, device=device, loss_weights=loss_weights, on_step=on_step)
+    model_dir = Path(out_dir) / "model"
+    model.save(model_dir, load_tokenizer(model_config.backbone))
+    summary = result.summary()
+    write_json_atomic(model_dir.parent / "training.json", summary)
+    return {"model_dir": str(model_dir), "device": device, **summary}
+
+
+def evaluate_step(model_dir: str, tokenized: list[dict], config: EvaluateConfig, *, device: str, out_dir: str, training: dict) -> dict:
+    """Metrics of every task on its `config.split`; writes `<out>/metrics.json`."""
+    model, _ = MultiTaskModel.load(model_dir, map_location=device)
+    results = {}
+    for task in tokenized:
+        path = task["files"].get(config.split)
+        if path is None:
+            raise ValueError(f"task {task['task']!r} has no {config.split!r} split to evaluate")
+        started = time.perf_counter()
+        results[task["task"]] = evaluate_task(model, load_tokenized(path), task["task"], batch_size=config.batch_size, device=device)
+        log.info("evaluated %s in %.1fs", task["task"], time.perf_counter() - started)
+    metrics = {
+        "tasks": results,
+        "split": config.split,
+        "model": model_dir,
+        "training": {k: training.get(k) for k in ("freeze_policy", "trainable_params", "total_params", "steps", "seconds", "final_loss")},
+    }
+    write_json_atomic(Path(out_dir) / "metrics.json", metrics)
+    return metrics
+
+
+def embed_step(model_dir: str, corpus_path: str, config: EmbedConfig, *, device: str, out_dir: str) -> dict:
+    """Embed `corpus_path` with the trained model into `<out>/embeddings/`."""
+    corpus = read_corpus(corpus_path, id_column=config.id_column, text_column=config.text_column)
+    model, tokenizer = MultiTaskModel.load(model_dir, map_location=device)
+    return embed_corpus(
+        model,
+        tokenizer,
+        corpus,
+        Path(out_dir) / "embeddings",
+        id_column=config.id_column,
+        text_column=config.text_column,
+        batch_size=config.batch_size,
+        rows_per_shard=config.rows_per_shard,
+        include_text=config.include_text,
+        device=device,
+        model_name=model.config.backbone,
+        model_fingerprint=tree_sha256(model_dir)[:16],
+    )

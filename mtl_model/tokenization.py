@@ -1,0 +1,209 @@
+"""Steps 1–2: validated examples → token ids and aligned labels → padded Parquet with metadata.
+
+The token-label rule (as in transformers' run_ner.py) lives in one function,
+`align_labels_to_subwords`: the first sub-word of each word carries the word's label; later
+sub-words of the same word and special tokens get IGNORE_INDEX, so the loss and the metrics see
+exactly one prediction per word.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mtl_model.io import write_parquet_atomic
+from mtl_model.readers import TextExample, TokenExample
+
+IGNORE_INDEX = -100
+METADATA_KEY = b"mtl"
+_BATCH = 1024
+
+
+def align_labels_to_subwords(word_ids: Sequence[int | None], word_label_ids: Sequence[int]) -> tuple[list[int], list[int]]:
+    """Per token: (label, word index). First sub-word of a word → (its label, word); others → (-100, -1)."""
+    labels: list[int] = []
+    word_index: list[int] = []
+    previous: int | None = None
+    for word in word_ids:
+        if word is not None and word != previous:
+            labels.append(word_label_ids[word])
+            word_index.append(word)
+        else:
+            labels.append(IGNORE_INDEX)
+            word_index.append(-1)
+        previous = word
+    return labels, word_index
+
+
+@dataclass
+class EncodeStats:
+    rows: int = 0
+    truncated: int = 0
+    words_cut_by_truncation: int = 0
+    words_without_tokens: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+def _first_chunks(encoding, batch_size: int) -> list[int]:
+    """Index of the first (kept) chunk of every sample; samples with more than one chunk were truncated."""
+    mapping = encoding["overflow_to_sample_mapping"]
+    first: list[int] = [-1] * batch_size
+    for chunk, sample in enumerate(mapping):
+        if first[sample] == -1:
+            first[sample] = chunk
+    return first
+
+
+def encode_examples(
+    tokenizer,
+    examples: Sequence[TextExample | TokenExample],
+    *,
+    kind: str,
+    labels: Sequence[str],
+    max_seq_length: int,
+) -> tuple[pa.Table, EncodeStats]:
+    """Tokenize a split (truncating to max_seq_length) into a ragged Arrow table; count what truncation cut."""
+    label_to_id = {label: index for index, label in enumerate(labels)}
+    stats = EncodeStats(rows=len(examples))
+    columns: dict[str, list] = {"row_id": [], "input_ids": [], "labels": []}
+    if kind == "token":
+        columns.update(word_index=[], word_labels=[])
+    for start in range(0, len(examples), _BATCH):
+        batch = examples[start : start + _BATCH]
+        inputs = [example.tokens for example in batch] if kind == "token" else [example.text for example in batch]
+        encoding = tokenizer(
+            inputs,
+            is_split_into_words=kind == "token",
+            truncation=True,
+            max_length=max_seq_length,
+            return_overflowing_tokens=True,
+            return_attention_mask=False,
+        )
+        chunks_per_sample = Counter(encoding["overflow_to_sample_mapping"])
+        stats.truncated += sum(1 for count in chunks_per_sample.values() if count > 1)
+        for sample, chunk in enumerate(_first_chunks(encoding, len(batch))):
+            example = batch[sample]
+            columns["row_id"].append(example.row_id)
+            columns["input_ids"].append(encoding["input_ids"][chunk])
+            if kind == "sentence":
+                columns["labels"].append(label_to_id[example.label])
+                continue
+            word_label_ids = [label_to_id[tag] for tag in example.tags]
+            word_ids = encoding.word_ids(chunk)
+            token_labels, word_index = align_labels_to_subwords(word_ids, word_label_ids)
+            columns["labels"].append(token_labels)
+            columns["word_index"].append(word_index)
+            columns["word_labels"].append(word_label_ids)
+            present = {w for w in word_ids if w is not None}
+            if present:
+                stats.words_cut_by_truncation += len(example.tokens) - 1 - max(present)
+            stats.words_without_tokens += sum(
+                1 for w in range(max(present, default=-1) + 1) if w not in present
+            )
+    types = {
+        "row_id": pa.string(),
+        "input_ids": pa.list_(pa.int32()),
+        "labels": pa.int64() if kind == "sentence" else pa.list_(pa.int64()),
+        "word_index": pa.list_(pa.int32()),
+        "word_labels": pa.list_(pa.int64()),
+    }
+    table = pa.table({name: pa.array(values, type=types[name]) for name, values in columns.items()})
+    return table, stats
+
+
+def write_encoded(path: str | Path, table: pa.Table, metadata: dict) -> None:
+    """Write a ragged (unpadded) table atomically, with the step's metadata in the schema."""
+    table = table.replace_schema_metadata({METADATA_KEY: json.dumps(metadata, sort_keys=True).encode()})
+    write_parquet_atomic(path, table)
+
+
+def read_metadata(path: str | Path) -> dict:
+    """The pipeline metadata stored in a tokenized Parquet file's schema."""
+    raw = pq.read_schema(path).metadata or {}
+    if METADATA_KEY not in raw:
+        raise ValueError(f"{path}: not a tokenized file of this pipeline (no {METADATA_KEY.decode()!r} schema metadata)")
+    return json.loads(raw[METADATA_KEY])
+
+
+def _pad(rows: list[list[int]], length: int, value: int, dtype) -> np.ndarray:
+    out = np.full((len(rows), length), value, dtype=dtype)  # (N, L)
+    for index, row in enumerate(rows):
+        if len(row) > length:
+            raise ValueError(f"row {index} has {len(row)} tokens, more than max_seq_length {length}")
+        out[index, : len(row)] = row
+    return out
+
+
+def _fixed(matrix: np.ndarray, arrow_type: pa.DataType) -> pa.FixedSizeListArray:
+    rows, length = matrix.shape
+    return pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1), type=arrow_type), length)
+
+
+def pad_encoded(source: str | Path, target: str | Path, *, max_seq_length: int, pad_token_id: int) -> dict:
+    """Pad a ragged encoded file to max_seq_length and write it atomically; returns its metadata."""
+    table = pq.read_table(source)
+    metadata = read_metadata(source)
+    input_ids = table.column("input_ids").to_pylist()
+    lengths = [len(row) for row in input_ids]
+    ids = _pad(input_ids, max_seq_length, pad_token_id, np.int32)  # (N, L)
+    mask = (np.arange(max_seq_length)[None, :] < np.asarray(lengths, dtype=np.int64)[:, None]).astype(np.int8)  # (N, L)
+    columns = {
+        "row_id": table.column("row_id"),
+        "input_ids": _fixed(ids, pa.int32()),
+        "attention_mask": _fixed(mask, pa.int8()),
+    }
+    if metadata["kind"] == "sentence":
+        columns["labels"] = table.column("labels")
+    else:
+        columns["labels"] = _fixed(_pad(table.column("labels").to_pylist(), max_seq_length, IGNORE_INDEX, np.int64), pa.int64())
+        columns["word_index"] = _fixed(_pad(table.column("word_index").to_pylist(), max_seq_length, -1, np.int32), pa.int32())
+        columns["word_labels"] = table.column("word_labels")
+    metadata = {**metadata, "padded_to": max_seq_length, "pad_token_id": pad_token_id}
+    padded = pa.table(columns).replace_schema_metadata({METADATA_KEY: json.dumps(metadata, sort_keys=True).encode()})
+    write_parquet_atomic(target, padded)
+    return metadata
+
+
+@dataclass
+class TokenizedSplit:
+    """A padded split in memory as numpy arrays (training and evaluation read this)."""
+
+    input_ids: np.ndarray  # (N, L) int64
+    attention_mask: np.ndarray  # (N, L) int64
+    labels: np.ndarray  # (N,) for sentence tasks, (N, L) for token tasks
+    metadata: dict
+    word_index: np.ndarray | None = None  # (N, L), token tasks
+    word_labels: list[list[int]] | None = None  # per row, every word's gold label id
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+
+def _matrix(column: pa.ChunkedArray, dtype) -> np.ndarray:
+    array = column.combine_chunks()
+    width = array.type.list_size
+    return array.values.to_numpy(zero_copy_only=False).astype(dtype).reshape(-1, width)
+
+
+def load_tokenized(path: str | Path) -> TokenizedSplit:
+    """Read a padded Parquet file written by `pad_encoded`."""
+    table = pq.read_table(path)
+    metadata = read_metadata(path)
+    token_task = metadata["kind"] == "token"
+    return TokenizedSplit(
+        input_ids=_matrix(table.column("input_ids"), np.int64),
+        attention_mask=_matrix(table.column("attention_mask"), np.int64),
+        labels=_matrix(table.column("labels"), np.int64) if token_task else table.column("labels").to_numpy().astype(np.int64),
+        metadata=metadata,
+        word_index=_matrix(table.column("word_index"), np.int64) if token_task else None,
+        word_labels=table.column("word_labels").to_pylist() if token_task else None,
+    )

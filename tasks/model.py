@@ -1,0 +1,115 @@
+"""Steps 3–5 as Prefect tasks: train, evaluate, embed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from mtl_model import steps
+from mtl_model.config import EmbedConfig, EvaluateConfig, ModelConfig, TrainConfig
+from tasks.policies import IO_TASK, backbone_inputs, content_key, recompute_if_missing, retry_unless_bad_input
+
+
+def _tokenized_files(tokenized: list[dict]) -> list[str]:
+    return [path for t in tokenized for _, path in sorted(t["files"].items())]
+
+
+@task(
+    name="train",
+    cache_key_fn=lambda ctx, p: content_key(
+        "train",
+        inputs=[t["files"]["train"] for t in p["tokenized"]] + backbone_inputs(p["model_config"].backbone),
+        config=[p["model_config"], p["train_config"], p["max_seq_length"], p["loss_weights"], p["device"], p["out_dir"]],
+    ),
+    retries=1,
+    retry_condition_fn=retry_unless_bad_input,
+    persist_result=True,
+)
+def train_task(
+    tokenized: list[dict],
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    max_seq_length: int,
+    loss_weights: dict[str, float],
+    device: str,
+    out_dir: str,
+) -> dict:
+    """Train the multi-task model under the freeze policy and save it with its tokenizer and label maps."""
+    logger = get_run_logger()
+    every = 10
+
+    def on_step(step: int, total: int, loss: float) -> None:
+        if step == 1 or step % every == 0 or step == total:
+            logger.info("step %d/%d loss %.4f", step, total, loss)
+
+    result = steps.train_step(
+        tokenized, model_config, train_config, max_seq_length=max_seq_length, loss_weights=loss_weights,
+        device=device, out_dir=out_dir, on_step=on_step,
+    )
+    logger.info(
+        "freeze policy %s: %d of %d parameters trainable; %s",
+        result["freeze_policy"], result["trainable_params"], result["total_params"],
+        f"{result['steps']} steps in {result['seconds']}s on {device}" if result["trained"] else "nothing trained (evaluating the model as it is)",
+    )
+    return result
+
+
+@task(
+    name="evaluate",
+    cache_key_fn=lambda ctx, p: content_key(
+        "evaluate",
+        inputs=[p["model_dir"], *_tokenized_files(p["tokenized"])],
+        config=[p["config"], p["out_dir"], p["training"]],
+    ),
+    **IO_TASK,
+)
+def evaluate_task(model_dir: str, tokenized: list[dict], config: EvaluateConfig, device: str, out_dir: str, training: dict) -> dict:
+    """Per-task metrics on the evaluation split, as metrics.json and a table artifact."""
+    metrics = steps.evaluate_step(model_dir, tokenized, config, device=device, out_dir=out_dir, training=training)
+    rows = [{"task": name, **{k: round(v, 4) if isinstance(v, float) else v for k, v in values.items()}} for name, values in metrics["tasks"].items()]
+    create_table_artifact(rows, key="metrics", description=f"Metrics on the {config.split} split")
+    for row in rows:
+        get_run_logger().info("%s", row)
+    return metrics
+
+
+@task(
+    name="embed",
+    cache_key_fn=lambda ctx, p: content_key(
+        "embed",
+        inputs=[p["model_dir"], p["corpus_path"]],
+        config=[p["config"], p["out_dir"]],
+    ),
+    **IO_TASK,
+)
+def embed_task(model_dir: str, corpus_path: str, config: EmbedConfig, device: str, out_dir: str) -> dict:
+    """Embed the corpus with the trained encoder into Parquet shards."""
+    summary = steps.embed_step(model_dir, corpus_path, config, device=device, out_dir=out_dir)
+    create_markdown_artifact(
+        f"Embedded **{summary['rows']}** rows into `{summary['path']}` ({summary['shards']} shard(s), "
+        f"dim {summary['dimension']}, {summary['truncated']} truncated).",
+        key="embeddings",
+    )
+    get_run_logger().info("embedded %d rows → %s", summary["rows"], summary["path"])
+    return summary
+
+
+def train_model(tokenized: list[dict], model_config: ModelConfig, train_config: TrainConfig, max_seq_length: int,
+                loss_weights: dict[str, float], device: str, out_dir: str) -> dict:
+    """Run (or reuse) training; recompute when the saved model is gone."""
+    outputs = [Path(out_dir) / "model" / "mtl_model.json"]
+    return recompute_if_missing(train_task, outputs)(tokenized, model_config, train_config, max_seq_length, loss_weights, device, out_dir)
+
+
+def evaluate_model(model_dir: str, tokenized: list[dict], config: EvaluateConfig, device: str, out_dir: str, training: dict) -> dict:
+    """Run (or reuse) evaluation; recompute when metrics.json is gone."""
+    outputs = [Path(out_dir) / "metrics.json"]
+    return recompute_if_missing(evaluate_task, outputs)(model_dir, tokenized, config, device, out_dir, training)
+
+
+def embed_corpus(model_dir: str, corpus_path: str, config: EmbedConfig, device: str, out_dir: str) -> dict:
+    """Run (or reuse) embedding; recompute when the embeddings' _SUCCESS marker is gone."""
+    outputs = [Path(out_dir) / "embeddings" / "_SUCCESS"]
+    return recompute_if_missing(embed_task, outputs)(model_dir, corpus_path, config, device, out_dir)

@@ -1,0 +1,45 @@
+"""Shared fixtures: an isolated Prefect home, one Prefect test server per session, a tiny BERT."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+# Isolate Prefect before it is imported anywhere: its settings are read from the environment.
+_PREFECT_HOME = tempfile.mkdtemp(prefix="mtl-prefect-home-")
+os.environ["PREFECT_HOME"] = _PREFECT_HOME
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+from tests.helpers import build_tiny_backbone  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_DIR = REPO_ROOT / "data" / "sample"
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One temporary Prefect server for every test that runs a flow (it takes ~10–20 s to start)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide BERT with random weights and a WordPiece vocabulary built from the sample data."""
+    return build_tiny_backbone(tmp_path_factory.mktemp("tiny-bert"), SAMPLE_DIR)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real datasets not found at {SHARED_DATA}")
+    return SHARED_DATA

@@ -1,0 +1,192 @@
+"""End to end: the Prefect flow on the sample data with a tiny in-code BERT (no downloaded weights)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from tests.conftest import REPO_ROOT, SAMPLE_DIR
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+def write_config(tmp_path: Path, backbone: Path, data_dir: Path, **train) -> Path:
+    config = yaml.safe_load((REPO_ROOT / "data/configs/default.yaml").read_text())
+    config["name"] = "tiny"
+    config["data_dir"] = str(data_dir)
+    config["model"]["backbone"] = str(backbone)
+    config["model"]["projection_dim"] = 16
+    config["train"].update({"max_steps": 12, "batch_size": 8, **train})
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def task_run_states(flow_state) -> dict[str, str]:
+    """Task run name → final state name, read back from the Prefect API."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_state.state_details.flow_run_id]))
+        )
+    return {run.name: run.state.name for run in runs}
+
+
+@pytest.fixture(scope="module")
+def data_copy(tmp_path_factory) -> Path:
+    """A private copy of the sample data, so a test may edit one file."""
+    target = tmp_path_factory.mktemp("data") / "sample"
+    shutil.copytree(SAMPLE_DIR, target)
+    return target
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory, tiny_backbone, data_copy):
+    from flows.pipeline import pipeline
+
+    tmp = tmp_path_factory.mktemp("run")
+    config = write_config(tmp, tiny_backbone, data_copy)
+    out = tmp / "out"
+    state = pipeline(config_path=str(config), out=str(out), device="cpu", return_state=True)
+    return {"config": config, "out": out, "state": state, "result": state.result()}
+
+
+def test_every_output_exists_with_its_schema(first_run):
+    out = first_run["out"]
+    for task, splits in {"topic": ["train", "validation", "test"], "sentiment": ["train", "test"], "ner": ["train", "validation", "test"]}.items():
+        for split in splits:
+            schema = pq.read_schema(out / "tokenized" / task / f"{split}.parquet")
+            assert schema.field("input_ids").type.list_size == 64
+            assert str(schema.field("input_ids").type.value_type) == "int32"
+            assert str(schema.field("attention_mask").type.value_type) == "int8"
+            meta = json.loads(schema.metadata[b"mtl"])
+            assert meta["max_seq_length"] == 64 and meta["padded_to"] == 64 and meta["task"] == task
+            assert len(meta["source"]["sha256"]) == 64 and Path(meta["source"]["path"]).is_file()
+            assert "truncated" in meta["stats"]
+    ner_meta = json.loads(pq.read_schema(out / "tokenized/ner/train.parquet").metadata[b"mtl"])
+    assert ner_meta["labels"] == ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
+    assert pq.read_schema(out / "tokenized/ner/train.parquet").field("labels").type.list_size == 64
+    # Split of the single topic file: 400 rows → 280 / 40 / 80, stratified (100 per class in, 20 per class in test).
+    assert [pq.read_metadata(out / f"tokenized/topic/{s}.parquet").num_rows for s in ("train", "validation", "test")] == [280, 40, 80]
+    test_labels = pq.read_table(out / "tokenized/topic/test.parquet").column("labels").to_pylist()
+    assert sorted(pd.Series(test_labels).value_counts().tolist()) == [20, 20, 20, 20]
+    for name in ("mtl_model.json", "heads.safetensors", "encoder/config.json", "encoder/model.safetensors", "encoder/tokenizer.json"):
+        assert (out / "model" / name).is_file(), name
+
+
+def test_metrics_present_and_in_range(first_run):
+    metrics = json.loads((first_run["out"] / "metrics.json").read_text())
+    assert set(metrics["tasks"]) == {"topic", "sentiment", "ner"}
+    for task in ("topic", "sentiment"):
+        assert set(metrics["tasks"][task]) >= {"accuracy", "precision", "recall", "f1"}
+    assert set(metrics["tasks"]["ner"]) >= {"precision", "recall", "f1"}
+    values = [v for task in metrics["tasks"].values() for k, v in task.items() if k != "support"]
+    assert all(0.0 <= v <= 1.0 for v in values)
+    assert metrics["tasks"]["topic"]["support"] == 80 and metrics["tasks"]["ner"]["support"] == 80
+    assert metrics["training"]["steps"] == 12 and metrics["training"]["trainable_params"] == metrics["training"]["total_params"]
+
+
+def test_embeddings_one_row_per_corpus_row_in_order(first_run):
+    out = first_run["out"] / "embeddings"
+    corpus = pd.read_csv(SAMPLE_DIR / "corpus.csv")
+    table = pq.read_table(out)
+    assert table.column_names == ["id", "embedding"]
+    assert str(table.schema.field("embedding").type) == "fixed_size_list<element: float>[16]"
+    assert table.column("id").to_pylist() == corpus["id"].tolist()
+    vectors = np.stack(table.column("embedding").to_numpy(zero_copy_only=False))
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    meta = json.loads(table.schema.metadata[b"mtl.embedding"])
+    assert meta["dimension"] == 16 and meta["pooling"] == "mean" and meta["normalized"] is True
+    assert (out / "_SUCCESS").is_file()
+    # Readable as is by pandas and DuckDB.
+    assert len(pd.read_parquet(out)) == 200
+    count = duckdb.sql(f"SELECT count(*), count(DISTINCT id) FROM read_parquet('{out}/part-*.parquet')").fetchall()[0]
+    assert count == (200, 200)
+
+
+def test_second_run_is_served_from_cache(first_run):
+    from flows.pipeline import pipeline
+
+    model_file = first_run["out"] / "model" / "heads.safetensors"
+    before = model_file.stat().st_mtime_ns
+    state = pipeline(config_path=str(first_run["config"]), out=str(first_run["out"]), device="cpu", return_state=True)
+    states = task_run_states(state)
+    assert len(states) == 10
+    assert set(states.values()) == {"Cached"}, states
+    assert state.result()["metrics"] == first_run["result"]["metrics"]
+    assert model_file.stat().st_mtime_ns == before
+
+
+def test_changing_one_file_reruns_only_what_depends_on_it(first_run, data_copy):
+    from flows.pipeline import pipeline
+
+    dev = data_copy / "sentiment" / "dev.tsv"
+    dev.write_text(dev.read_text() + "an unexpectedly moving film . \t1\n")
+    state = pipeline(config_path=str(first_run["config"]), out=str(first_run["out"]), device="cpu", return_state=True)
+    states = task_run_states(state)
+    rerun = sorted(name for name, value in states.items() if value != "Cached")
+    # sentiment's test split changed: its tokenize/pad re-run, training (train splits only) is reused,
+    # evaluation re-runs; the other tasks and the embeddings are reused.
+    assert [name.rsplit("-", 1)[0] if name.startswith(("evaluate", "validate")) else name for name in rerun] == [
+        "evaluate", "pad-sentiment", "tokenize-sentiment", "validate",
+    ]
+    assert state.result()["metrics"]["sentiment"]["support"] == 101
+
+
+def test_deleted_output_is_recomputed_not_returned_stale(first_run):
+    from flows.pipeline import pipeline
+
+    shutil.rmtree(first_run["out"] / "embeddings")
+    state = pipeline(config_path=str(first_run["config"]), out=str(first_run["out"]), device="cpu", return_state=True)
+    states = task_run_states(state)
+    assert [name for name, value in states.items() if value != "Cached"][0].startswith("embed")
+    assert sum(value != "Cached" for value in states.values()) == 1
+    assert (first_run["out"] / "embeddings" / "_SUCCESS").is_file()
+
+
+def test_bad_input_fails_with_file_and_line_and_leaves_no_output(tmp_path, tiny_backbone):
+    from flows.pipeline import pipeline
+    from mtl_model.errors import DataValidationError
+
+    data = tmp_path / "sample"
+    shutil.copytree(SAMPLE_DIR, data)
+    conll = data / "ner" / "train.txt"
+    lines = conll.read_text().splitlines()
+    assert lines[3] == "company NN I-NP O" and lines[6] == "in IN B-PP O"
+    lines[3] = "company NN I-NP O extra"  # line 4: a fifth column
+    lines[6] = "in IN B-PP I-LOC"  # line 7: I-LOC right after O
+    conll.write_text("\n".join(lines) + "\n")
+    (data / "sentiment" / "train.tsv").write_text("sentence\tlabel\ngood film . \t1\n \t0\nbad film . \tnan\ndull film . \t0\n")
+    config = write_config(tmp_path, tiny_backbone, data)
+    out = tmp_path / "out"
+    with pytest.raises(DataValidationError) as caught:
+        pipeline(config_path=str(config), out=str(out), device="cpu")
+    message = str(caught.value)
+    assert f"{conll}:line 4: expected 4 columns, found 5" in message
+    assert f"{conll}:line 7: tag 'I-LOC' follows 'O': not valid BIO" in message
+    assert f"{data / 'sentiment' / 'train.tsv'}:line 3: text is empty" in message
+    assert f"{data / 'sentiment' / 'train.tsv'}:line 4: label is missing or NaN ('nan')" in message
+    assert not out.exists()
+
+
+def test_cli_help_and_bad_input_exit_code(tmp_path, tiny_backbone, capsys):
+    from flows.pipeline import main
+
+    with pytest.raises(SystemExit) as help_exit:
+        main(["--help"])
+    assert help_exit.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--config", "--out", "--freeze-policy", "--device", "--data-dir"):
+        assert option in text
+    assert main(["--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "config file not found" in capsys.readouterr().err
