@@ -1,0 +1,143 @@
+"""Model checks: modules' contracts, freeze policies (exact counts), overfit one batch, save → load."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mtl_model.config import TrainConfig
+from mtl_model.freeze import apply_freeze_policy, parse_freeze_policy
+from mtl_model.model import HeadSpec, MultiTaskModel, build_model
+from mtl_model.modules import Dense, Pooling, SentenceHead, TokenHead
+from mtl_model.tokenization import IGNORE_INDEX, TokenizedSplit
+from mtl_model.train import task_loss, train_multitask
+from tests.helpers import TINY_BERT, bert_encoder_params
+
+HEADS = [
+    HeadSpec(name="topic", kind="sentence", labels=["1", "2", "3", "4"]),
+    HeadSpec(name="sentiment", kind="sentence", labels=["0", "1"]),
+    HeadSpec(name="ner", kind="token", labels=["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-MISC", "I-MISC"]),
+]
+
+
+def tiny_model(backbone, projection_dim: int | None = 16, seed: int = 0) -> MultiTaskModel:
+    torch.manual_seed(seed)
+    return build_model(backbone=str(backbone), heads=HEADS, pooling="mean", projection_dim=projection_dim,
+                       normalize=True, head_dropout=0.1, max_seq_length=32)
+
+
+def test_mean_pooling_ignores_padding():
+    tokens = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]], [[5.0, 6.0], [0.0, 0.0], [0.0, 0.0]]])  # (2, 3, 2)
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
+    features = {"token_embeddings": tokens, "attention_mask": mask}
+    assert Pooling("mean")(features)["sentence_embedding"].tolist() == [[2.0, 3.0], [5.0, 6.0]]
+    assert Pooling("max")(features)["sentence_embedding"].tolist() == [[3.0, 4.0], [5.0, 6.0]]
+    assert Pooling("cls")(features)["sentence_embedding"].tolist() == [[1.0, 2.0], [5.0, 6.0]]
+    with pytest.raises(ValueError, match=r"token_embeddings \(2, 3, 2\) and attention_mask \(2, 2\)"):
+        Pooling("mean")({"token_embeddings": tokens, "attention_mask": mask[:, :2]})
+
+
+def test_heads_and_dense_shapes():
+    assert SentenceHead(16, 4)(torch.zeros(3, 16)).shape == (3, 4)
+    assert TokenHead(32, 9)(torch.zeros(3, 7, 32)).shape == (3, 7, 9)
+    assert Dense(32, 16)({"sentence_embedding": torch.zeros(3, 32)})["sentence_embedding"].shape == (3, 16)
+    with pytest.raises(ValueError, match=r"SentenceHead expects \(B, D\), got \(3, 7, 16\)"):
+        SentenceHead(16, 4)(torch.zeros(3, 7, 16))
+    with pytest.raises(ValueError, match=r"sentence_embedding \(3, 8\) does not fit Dense input \(32\)"):
+        Dense(32, 16)({"sentence_embedding": torch.zeros(3, 8)})
+    with pytest.raises(ValueError, match=r"logits \(2, 4\) do not match labels \(3,\)"):
+        task_loss(torch.zeros(2, 4), torch.zeros(3, dtype=torch.long))
+
+
+def test_model_forward_shapes(tiny_backbone):
+    model = tiny_model(tiny_backbone).eval()
+    ids = torch.randint(5, 100, (3, 10))
+    mask = torch.ones(3, 10, dtype=torch.long)
+    out = model(ids, mask, task="ner")
+    assert out["token_embeddings"].shape == (3, 10, 32)
+    assert out["sentence_embedding"].shape == (3, 16)
+    assert out["logits"].shape == (3, 10, 9)
+    assert model(ids, mask, task="topic")["logits"].shape == (3, 4)
+    torch.testing.assert_close(out["sentence_embedding"].norm(dim=-1), torch.ones(3))
+    with pytest.raises(KeyError, match="no head named 'pos'"):
+        model(ids, mask, task="pos")
+
+
+def test_freeze_policies_trainable_counts_are_exact(tiny_backbone):
+    model = tiny_model(tiny_backbone)
+    vocab = model.encoder.auto_model.config.vocab_size
+    encoder = bert_encoder_params(vocab, 32, 2, 64, 128, 2)
+    dense = 32 * 16 + 16
+    heads = {"topic": 16 * 4 + 4, "sentiment": 16 * 2 + 2, "ner": 32 * 9 + 9}
+    total = encoder + dense + sum(heads.values())
+    expected = {
+        "none": total,
+        "backbone": dense + sum(heads.values()),  # 528 + 68 + 34 + 297 = 927
+        "all": 0,
+        "head:ner": total - heads["ner"],
+        "head:topic,head:sentiment": total - heads["topic"] - heads["sentiment"],
+    }
+    assert expected["backbone"] == 927
+    for policy, trainable in expected.items():
+        assert apply_freeze_policy(model, parse_freeze_policy(policy)) == (trainable, total), policy
+
+
+def test_unknown_freeze_policy_lists_valid_ones():
+    with pytest.raises(ValueError, match=r"unknown freeze policy 'encoder'; valid policies: none, backbone, all, head:<task>"):
+        parse_freeze_policy("encoder")
+
+
+def test_frozen_weights_are_bitwise_unchanged_after_training(tiny_backbone):
+    model = tiny_model(tiny_backbone)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    split = one_batch_split(seed=1)
+    train_multitask(model, {"topic": split}, TrainConfig(max_steps=3, batch_size=8, freeze_policy="backbone"), device="cpu")
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("encoder."))
+    assert not torch.equal(before["heads.topic.classifier.weight"], after["heads.topic.classifier.weight"])
+
+
+def one_batch_split(seed: int = 0, rows: int = 8, length: int = 12) -> TokenizedSplit:
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(4, length + 1, size=rows)
+    mask = (np.arange(length)[None, :] < lengths[:, None]).astype(np.int64)
+    ids = np.where(mask == 1, rng.integers(5, 300, size=(rows, length)), 0)
+    return TokenizedSplit(ids, mask, rng.integers(0, 4, size=rows), {"kind": "sentence"})
+
+
+def test_overfit_one_batch(tiny_backbone):
+    """Learning works end to end: one fixed batch is memorised (summed loss of two tasks → near zero)."""
+    model = tiny_model(tiny_backbone)
+    topic = one_batch_split(seed=2)
+    rng = np.random.default_rng(3)
+    ner_labels = np.where(topic.attention_mask == 1, rng.integers(0, 9, size=topic.input_ids.shape), IGNORE_INDEX)
+    ner = TokenizedSplit(topic.input_ids, topic.attention_mask, ner_labels, {"kind": "token"})
+    config = TrainConfig(max_steps=150, batch_size=8, learning_rate=3e-3, head_learning_rate=3e-3, warmup_ratio=0.0, weight_decay=0.0)
+    result = train_multitask(model, {"topic": topic, "ner": ner}, config, device="cpu")
+    assert result.losses[0] > 3.0
+    assert min(result.losses[-5:]) < 0.05, result.losses[-5:]
+
+
+def test_save_then_load_gives_identical_outputs(tiny_backbone, tmp_path):
+    from tests.helpers import build_tiny_tokenizer
+
+    model = tiny_model(tiny_backbone).eval()
+    tokenizer = build_tiny_tokenizer(["a tiny vocabulary for the save test"])
+    model.save(tmp_path / "model", tokenizer)
+    loaded, loaded_tokenizer = MultiTaskModel.load(tmp_path / "model")
+    ids = torch.randint(5, 100, (4, 9))
+    mask = torch.tensor([[1] * 9, [1] * 5 + [0] * 4, [1] * 2 + [0] * 7, [1] * 9])
+    for task in ("topic", "sentiment", "ner"):
+        a, b = model(ids, mask, task=task), loaded(ids, mask, task=task)
+        assert torch.equal(a["logits"], b["logits"]) and torch.equal(a["sentence_embedding"], b["sentence_embedding"])
+    assert loaded.config == model.config and loaded.head_specs["ner"].labels == HEADS[2].labels
+    assert loaded_tokenizer("save test")["input_ids"] == tokenizer("save test")["input_ids"]
+    assert sorted(p.name for p in (tmp_path).iterdir()) == ["model"]  # no temp folders left behind
+
+
+def test_max_seq_length_beyond_positions_is_refused(tiny_backbone):
+    with pytest.raises(ValueError, match="max_seq_length 512 exceeds the encoder's 128 positions"):
+        build_model(backbone=str(tiny_backbone), heads=HEADS, pooling="mean", projection_dim=None, normalize=True,
+                    head_dropout=0.0, max_seq_length=512)
+    assert TINY_BERT["max_position_embeddings"] == 128

@@ -1,0 +1,52 @@
+"""The readers on the real datasets in ../shared/data reproduce the published counts."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from mtl_model.readers import read_ag_news, read_conll, read_glue_tsv
+
+pytestmark = pytest.mark.realdata
+
+
+@pytest.mark.parametrize(
+    ("path", "sentences"),
+    [
+        ("conll2003/train.txt", 14041),
+        ("conll2003/dev.txt", 3250),
+        ("conll2003/test.txt", 3453),
+        ("wnut17/wnut17train.conll", 3394),
+        ("wnut17/emerging.dev.conll", 1009),
+        ("wnut17/emerging.test.annotated", 1287),
+    ],
+)
+def test_conll_sentence_counts(shared_data, path, sentences):
+    result = read_conll(shared_data / path)
+    assert result.rows_read == sentences
+    assert result.rows_read == result.rows_accepted + result.rows_rejected
+
+
+def test_conll2003_entity_counts(shared_data):
+    result = read_conll(shared_data / "conll2003/train.txt")
+    starts = Counter(tag[2:] for e in result.examples for tag in e.tags if tag.startswith("B-"))
+    assert starts == {"LOC": 7140, "MISC": 3438, "ORG": 6321, "PER": 6600}
+    assert result.problems == []
+
+
+def test_wnut17_dev_quirks_are_counted(shared_data):
+    result = read_conll(shared_data / "wnut17/emerging.dev.conll")
+    assert dict(result.notes) == {"bom_stripped_from_tokens": 1, "bom_only_lines_treated_as_blank": 1}
+
+
+@pytest.mark.parametrize(("path", "rows", "labelled"), [("sst2/train.tsv", 67349, True), ("sst2/dev.tsv", 872, True), ("sst2/test.tsv", 1821, False)])
+def test_sst2_counts(shared_data, path, rows, labelled):
+    result = read_glue_tsv(shared_data / path)
+    assert (result.rows_read, result.rows_accepted, result.labelled) == (rows, rows, labelled)
+
+
+def test_ag_news_test_split_counts(shared_data):
+    result = read_ag_news(shared_data / "ag_news/test.csv")
+    assert result.rows_accepted == 7600 and result.problems == []
+    assert Counter(e.label for e in result.examples) == {"1": 1900, "2": 1900, "3": 1900, "4": 1900}
