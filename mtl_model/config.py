@@ -51,8 +51,8 @@ class TaskSpec(_Strict):
     """Identifier of the task; names its head, its Parquet folder and its metrics."""
     kind: Literal["sentence", "token"]
     """`sentence`: one label per text (topic, sentiment). `token`: one BIO tag per word (NER)."""
-    format: Literal["ag_news", "glue_tsv", "conll", "csv", "jsonl", "parquet"]
-    """File format of the data files."""
+    format: Literal["ag_news", "glue_tsv", "conll", "csv", "jsonl", "parquet", "hf"]
+    """File format of the data files; `hf` reads Hugging Face hub datasets named `hf:<name>[/<config>][:<split>]`."""
     files: dict[Literal["train", "validation", "test", "all"], str]
     """Data files per split, relative to the data directory. `all` alone means: split it (see `split`)."""
     text_column: str = "text"
@@ -65,6 +65,12 @@ class TaskSpec(_Strict):
     """Column index of the tag in CoNLL files (-1: the last column)."""
     tag_scheme: Literal["bio", "iob1"] = "bio"
     """Tag scheme of the CoNLL files; IOB1 is converted to BIO on read."""
+    invalid_bio: Literal["error", "repair"] = "error"
+    """An I-X continuing no X entity: `error` rejects the sentence; `repair` reads it as B-X (counted)."""
+    tokens_column: str = "tokens"
+    """Column with the list of words (token tasks in `jsonl`, `parquet`, `hf`)."""
+    tags_column: str = "tags"
+    """Column with the list of BIO tags (token tasks in `jsonl`, `parquet`, `hf`)."""
     labels: list[str] | None = None
     """The label set, in head order. When absent it is the sorted set of training labels."""
     split: SplitSpec = SplitSpec()
@@ -86,11 +92,16 @@ class TaskSpec(_Strict):
             raise ValueError(f"task {self.name!r}: files.all cannot be combined with {sorted(keys - {'all'})}")
         if "all" not in keys and not {"train", "test"} <= keys:
             raise ValueError(f"task {self.name!r}: files needs `train` and `test` (or a single `all`)")
-        if (self.kind == "token") != (self.format == "conll"):
+        sentence_formats = {"ag_news", "glue_tsv", "csv", "jsonl", "parquet", "hf"}
+        token_formats = {"conll", "jsonl", "parquet", "hf"}
+        if self.format not in (token_formats if self.kind == "token" else sentence_formats):
             raise ValueError(
                 f"task {self.name!r}: kind {self.kind!r} does not fit format {self.format!r} "
-                "(token tasks read CoNLL files; sentence tasks read the other formats)"
+                f"(token tasks read {sorted(token_formats)}; sentence tasks read {sorted(sentence_formats)})"
             )
+        hf_files = [path.startswith("hf:") for path in self.files.values()]
+        if any(hf_files) != (self.format == "hf") or (self.format == "hf" and not all(hf_files)):
+            raise ValueError(f"task {self.name!r}: format 'hf' and files named 'hf:<name>[/<config>]' go together")
         if self.labels is not None and len(set(self.labels)) != len(self.labels):
             raise ValueError(f"task {self.name!r}: labels has duplicates: {self.labels}")
         return self
@@ -206,8 +217,11 @@ class PipelineConfig(_Strict):
             raise ValueError(f"train.freeze_policy: head(s) {unknown} name no task; tasks are {names}")
         return self
 
-    def resolve_data_path(self, relative: str, config_dir: Path) -> Path:
-        """A data path as the user means it: absolute, or under `data_dir` (itself relative to the config)."""
+    def resolve_data_path(self, relative: str, config_dir: Path) -> Path | str:
+        """A data path as the user means it: absolute, or under `data_dir` (itself relative to the config).
+        Hugging Face sources (`hf:…`) pass through unchanged."""
+        if relative.startswith("hf:"):
+            return relative
         path = Path(relative).expanduser()
         if path.is_absolute():
             return path
@@ -251,16 +265,36 @@ class RunPlan(BaseModel):
     corpus: str | None
 
 
+def apply_override(raw: dict, item: str) -> None:
+    """Set `a.b.c=value` in a config dict; the value is parsed as YAML (numbers, booleans, null, lists)."""
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set expects KEY=VALUE (e.g. train.max_steps=500), got {item!r}")
+    *parents, leaf = key.split(".")
+    node = raw
+    for part in parents:
+        if not isinstance(node.get(part), dict):
+            raise ConfigError(f"--set {item!r}: {key.rsplit('.', 1)[0]!r} is not a config section")
+        node = node[part]
+    node[leaf] = yaml.safe_load(value)
+
+
 def plan_run(
     config_path: str | Path | None = None,
     *,
     out: str | Path | None = None,
     data_dir: str | Path | None = None,
     freeze_policy: str | None = None,
+    overrides: list[str] | None = None,
 ) -> RunPlan:
-    """Load the config, apply command-line overrides (re-validated), and resolve all paths."""
+    """Load the config, apply command-line overrides (re-validated), and resolve all paths.
+
+    `overrides` are `section.field=value` strings (value parsed as YAML), e.g. `train.max_steps=500`.
+    """
     config, config_dir = load_pipeline_config(config_path)
     raw = config.model_dump()
+    for item in overrides or []:
+        apply_override(raw, item)
     if data_dir is not None:
         raw["data_dir"] = str(Path(data_dir).expanduser().resolve())  # a CLI path is relative to the CWD
     if freeze_policy is not None:

@@ -8,7 +8,16 @@ from pathlib import Path
 
 from mtl_model.config import SplitSpec, TaskSpec
 from mtl_model.errors import DataValidationError, Problem
-from mtl_model.readers import ReadResult, TextExample, TokenExample, read_ag_news, read_conll, read_glue_tsv, read_table
+from mtl_model.readers import (
+    ReadResult,
+    TextExample,
+    TokenExample,
+    read_ag_news,
+    read_conll,
+    read_glue_tsv,
+    read_hf_dataset,
+    read_table,
+)
 
 
 @dataclass
@@ -21,15 +30,21 @@ class TaskData:
     reports: list[dict] = field(default_factory=list)
 
 
-def read_task_file(spec: TaskSpec, path: Path) -> ReadResult:
+def read_task_file(spec: TaskSpec, path: Path | str, split: str = "train") -> ReadResult:
     """Dispatch on the task's configured format."""
+    token_columns = {"tokens_column": spec.tokens_column, "tags_column": spec.tags_column} if spec.kind == "token" else {}
+    if spec.format == "hf":
+        return read_hf_dataset(str(path), split=split, text_column=spec.text_column, label_column=spec.label_column, **token_columns)
     if spec.format == "conll":
-        return read_conll(path, tag_column=spec.tag_column, tag_scheme=spec.tag_scheme)
+        return read_conll(path, tag_column=spec.tag_column, tag_scheme=spec.tag_scheme, invalid_bio=spec.invalid_bio)
     if spec.format == "glue_tsv":
         return read_glue_tsv(path, text_column=spec.text_column, label_column=spec.label_column)
     if spec.format == "ag_news":
         return read_ag_news(path)
-    return read_table(path, fmt=spec.format, text_column=spec.text_column, label_column=spec.label_column, id_column=spec.id_column)
+    return read_table(
+        path, fmt=spec.format, text_column=spec.text_column, label_column=spec.label_column, id_column=spec.id_column,
+        **token_columns,
+    )
 
 
 def _example_labels(example: TextExample | TokenExample) -> list[str]:
@@ -77,13 +92,13 @@ def stratified_split(examples: list[TextExample | TokenExample], spec: SplitSpec
     return {"train": train, "validation": validation, "test": test}
 
 
-def load_task_data(spec: TaskSpec, paths: dict[str, Path], *, on_invalid: str = "fail") -> TaskData:
+def load_task_data(spec: TaskSpec, paths: dict[str, Path | str], *, on_invalid: str = "fail") -> TaskData:
     """Read every file of a task, check labels against the label set, and split when given one file.
 
     All problems of all files are collected before failing, so the user sees them at once.
     With `on_invalid="skip"`, bad rows are dropped and counted instead.
     """
-    results = {split: read_task_file(spec, path) for split, path in paths.items()}
+    results = {split: read_task_file(spec, path, "train" if split == "all" else split) for split, path in paths.items()}
     missing_labels = [r for r in results.values() if not r.labelled]
     problems = [p for r in results.values() for p in r.problems]
     problems += [Problem(r.path, "", "file has no label column; every split of a task must be labelled") for r in missing_labels]

@@ -41,6 +41,13 @@ def tree_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def source_fingerprint(source: str | Path) -> str:
+    """Content hash of a data source: a file's or folder's sha256; a hub dataset (`hf:…`) is named, not hashed."""
+    if str(source).startswith("hf:"):
+        return f"hub:{source}"
+    return tree_sha256(source)
+
+
 def json_sha256(value: Any) -> str:
     """Stable hash of a JSON-serialisable value (keys sorted)."""
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()

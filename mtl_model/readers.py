@@ -143,6 +143,20 @@ def iob1_to_bio(tags: list[str]) -> list[str]:
     return converted
 
 
+def repair_bio(tags: list[str]) -> tuple[list[str], int]:
+    """conlleval's reading of a broken sequence: an I-X that does not continue an X entity starts one (B-X).
+    Returns the repaired tags and how many were changed."""
+    repaired, changed, previous = [], 0, "O"
+    for tag in tags:
+        if tag.startswith("I-") and (previous == "O" or previous[2:] != tag[2:]):
+            repaired.append("B-" + tag[2:])
+            changed += 1
+        else:
+            repaired.append(tag)
+        previous = tag
+    return repaired, changed
+
+
 def bio_problems(tags: list[str]) -> list[tuple[int, str]]:
     """(index, message) for each tag that breaks BIO: malformed, or I-X not after B-X/I-X."""
     found = []
@@ -156,8 +170,12 @@ def bio_problems(tags: list[str]) -> list[tuple[int, str]]:
     return found
 
 
-def read_conll(path: str | Path, *, tag_column: int = -1, tag_scheme: str = "bio") -> ReadResult:
-    """CoNLL column files: one `token ... tag` line per word, blank lines between sentences."""
+def read_conll(path: str | Path, *, tag_column: int = -1, tag_scheme: str = "bio", invalid_bio: str = "error") -> ReadResult:
+    """CoNLL column files: one `token ... tag` line per word, blank lines between sentences.
+
+    `invalid_bio="repair"` turns an I-X that continues no X entity into B-X (counted in notes as
+    `bio_tags_repaired`) instead of rejecting the sentence.
+    """
     path = Path(path)
     result = ReadResult(str(path))
     expected_columns: int | None = None
@@ -171,6 +189,10 @@ def read_conll(path: str | Path, *, tag_column: int = -1, tag_scheme: str = "bio
         if tokens or sentence_problems:
             result.rows_read += 1
             final_tags = iob1_to_bio(tags) if tag_scheme == "iob1" else tags
+            if invalid_bio == "repair" and all(_TAG_RE.match(tag) for tag in final_tags):
+                final_tags, changed = repair_bio(final_tags)
+                if changed:
+                    result.notes["bio_tags_repaired"] += changed
             for index, message in bio_problems(final_tags):
                 sentence_problems.append(Problem(result.path, f"line {lines[index]}", message))
             if sentence_problems:
@@ -350,19 +372,20 @@ def _rows(path: Path, fmt: str, result: ReadResult) -> Iterator[tuple[str, dict]
         raise ValueError(f"unknown table format {fmt!r}")
 
 
-def read_table(
-    path: str | Path,
+def _validate_rows(
+    rows: Iterator[tuple[str, dict]],
+    result: ReadResult,
     *,
-    fmt: str,
-    text_column: str = "text",
-    label_column: str | None = "label",
-    id_column: str | None = None,
+    path_name: str,
+    text_column: str,
+    label_column: str | None,
+    id_column: str | None,
+    tokens_column: str | None = None,
+    tags_column: str | None = None,
 ) -> ReadResult:
-    """Generic CSV (with header), JSONL or Parquet with configurable text, label and id columns."""
-    path = Path(path)
-    result = ReadResult(str(path))
+    """Shared row checks of table-like sources: ids, empty text, missing/NaN labels, token/tag counts."""
     seen_ids: dict[str, str] = {}
-    for location, row in _rows(path, fmt, result):
+    for location, row in rows:
         result.rows_read += 1
         problems = ["row has extra fields"] if row.pop("__bad__", False) else []
         if id_column is not None:
@@ -375,25 +398,131 @@ def read_table(
                 else:
                     seen_ids[row_id] = location
                 location = f"{location} (id {row_id})"
-        if text_column not in row:
-            problems.append(f"no text column {text_column!r} (columns: {sorted(row)})")
-            text = ""
-        else:
-            text = "" if row[text_column] is None else str(row[text_column]).strip()
-            if not text:
-                problems.append("text is empty")
-        label = None
-        if label_column is not None:
-            issue = _label_problem(row.get(label_column))
-            if issue:
-                problems.append(issue)
+        example = None
+        if tokens_column is not None:
+            tokens, tags = row.get(tokens_column), row.get(tags_column)
+            if not isinstance(tokens, list) or not tokens:
+                problems.append(f"{tokens_column!r} must be a non-empty list of words")
+            elif not isinstance(tags, list):
+                problems.append(f"{tags_column!r} must be a list of tags")
+            elif len(tokens) != len(tags):
+                problems.append(f"{len(tokens)} tokens but {len(tags)} tags")
             else:
-                label = _label_text(row[label_column])
+                tags = [str(tag) for tag in tags]
+                problems += [f"word {index + 1}: {message}" for index, message in bio_problems(tags)]
+                example = TokenExample(f"{path_name}:{location}", [str(token) for token in tokens], tags)
+        else:
+            if text_column not in row:
+                problems.append(f"no text column {text_column!r} (columns: {sorted(row)})")
+                text = ""
+            else:
+                text = "" if row[text_column] is None else str(row[text_column]).strip()
+                if not text:
+                    problems.append("text is empty")
+            label = None
+            if label_column is not None:
+                issue = _label_problem(row.get(label_column))
+                if issue:
+                    problems.append(issue)
+                else:
+                    label = _label_text(row[label_column])
+            example = TextExample(f"{path_name}:{location}", text, label)
         for message in problems:
             if message != "row has extra fields":
                 result.reject(location, message)
         if problems:
             result.rows_rejected += 1
         else:
-            result.examples.append(TextExample(f"{path.name}:{location}", text, label))
+            result.examples.append(example)
     return result
+
+
+def read_table(
+    path: str | Path,
+    *,
+    fmt: str,
+    text_column: str = "text",
+    label_column: str | None = "label",
+    id_column: str | None = None,
+    tokens_column: str | None = None,
+    tags_column: str | None = None,
+) -> ReadResult:
+    """Generic CSV (with header), JSONL or Parquet with configurable columns.
+
+    Sentence data: a text and a label column. Token data (`tokens_column` set): a list of words and a
+    list of BIO tags per row (JSONL or Parquet).
+    """
+    path = Path(path)
+    result = ReadResult(str(path))
+    return _validate_rows(
+        _rows(path, fmt, result), result, path_name=path.name, text_column=text_column, label_column=label_column,
+        id_column=id_column, tokens_column=tokens_column, tags_column=tags_column,
+    )
+
+
+HF_PREFIX = "hf:"
+
+
+def parse_hf_source(source: str, default_split: str) -> tuple[str, str | None, str]:
+    """`hf:<name>[/<config>][:<split>]` → (name, config, split); the split defaults to the files key.
+
+    A namespaced hub name takes three parts, `hf:<owner>/<name>/<config>` (e.g. `.../default`).
+    """
+    body, _, split = source[len(HF_PREFIX):].partition(":")
+    parts = body.split("/")
+    if len(parts) == 3:
+        return f"{parts[0]}/{parts[1]}", parts[2], split or default_split
+    if len(parts) == 2:
+        return parts[0], parts[1], split or default_split
+    return parts[0], None, split or default_split
+
+
+def read_hf_dataset(
+    source: str,
+    *,
+    split: str,
+    text_column: str = "text",
+    label_column: str | None = "label",
+    tokens_column: str | None = None,
+    tags_column: str | None = None,
+) -> ReadResult:
+    """A Hugging Face hub dataset through `datasets.load_dataset`; class-label ids become their names."""
+    from mtl_model.errors import ConfigError
+
+    name, config, hf_split = parse_hf_source(source, split)
+    result = ReadResult(source)
+    try:
+        import datasets
+    except ImportError as exc:
+        raise ConfigError(f"{source}: reading hf: datasets needs the `datasets` package (pip install datasets)") from exc
+    try:
+        dataset = datasets.load_dataset(name, config, split=hf_split)
+    except Exception as exc:  # hub unreachable, unknown name or split: all end the run the same way
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"{source}: cannot load Hugging Face dataset {name!r} (config {config!r}, split {hf_split!r}): {first_line}. "
+            "Is the hub reachable? Offline, download it elsewhere and point `files` at local copies."
+        ) from None
+    features = dataset.features
+
+    def names_of(column: str | None):
+        feature = features.get(column) if column else None
+        inner = getattr(feature, "feature", feature)
+        return getattr(inner, "names", None)
+
+    label_names, tag_names = names_of(label_column), names_of(tags_column)
+
+    def rows() -> Iterator[tuple[str, dict]]:
+        for index, row in enumerate(dataset):
+            if label_names and isinstance(row.get(label_column), int) and row[label_column] >= 0:
+                row[label_column] = label_names[row[label_column]]
+            elif label_names and row.get(label_column) == -1:
+                row[label_column] = None  # GLUE marks unlabelled test rows with -1
+            if tag_names and isinstance(row.get(tags_column), list):
+                row[tags_column] = [tag_names[tag] for tag in row[tags_column]]
+            yield f"row {index}", row
+
+    return _validate_rows(
+        rows(), result, path_name=source, text_column=text_column, label_column=label_column, id_column=None,
+        tokens_column=tokens_column, tags_column=tags_column,
+    )

@@ -19,7 +19,7 @@ from mtl_model.datasets import load_task_data
 from mtl_model.embed import embed_corpus, read_corpus
 from mtl_model.errors import DataValidationError
 from mtl_model.evaluate import evaluate_task
-from mtl_model.io import file_sha256, tree_sha256, write_json_atomic
+from mtl_model.io import source_fingerprint, tree_sha256, write_json_atomic
 from mtl_model.model import HeadSpec, MultiTaskModel, build_model
 from mtl_model.tokenization import encode_examples, load_tokenized, pad_encoded, write_encoded
 from mtl_model.train import train_multitask
@@ -37,7 +37,7 @@ def validate_step(tasks: list[TaskSpec], files: dict[str, dict[str, str]], token
     reports: dict[str, list[dict]] = {}
     for task in tasks:
         try:
-            data = load_task_data(task, {split: Path(path) for split, path in files[task.name].items()}, on_invalid=tokenize.on_invalid)
+            data = load_task_data(task, files[task.name], on_invalid=tokenize.on_invalid)
         except DataValidationError as exc:
             problems.extend(exc.problems)
             continue
@@ -49,10 +49,9 @@ def validate_step(tasks: list[TaskSpec], files: dict[str, dict[str, str]], token
 
 def tokenize_step(task: TaskSpec, files: dict[str, str], tokenize: TokenizeConfig, backbone: str, out_dir: str) -> dict:
     """Read, validate and tokenize one task's splits; write ragged Parquet to `<out>/encoded/<task>/`."""
-    paths = {split: Path(path) for split, path in files.items()}
-    data = load_task_data(task, paths, on_invalid=tokenize.on_invalid)
+    data = load_task_data(task, files, on_invalid=tokenize.on_invalid)
     tokenizer = load_tokenizer(backbone)
-    digests = {split: {"path": str(path), "sha256": file_sha256(path)} for split, path in paths.items()}
+    digests = {split: {"path": path, "sha256": source_fingerprint(path)} for split, path in files.items()}
     written, stats = {}, {}
     for split, examples in data.splits.items():
         if not examples:

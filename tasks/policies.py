@@ -16,7 +16,7 @@ from prefect.tasks import exponential_backoff
 
 from mtl_model.backbone import resolve_backbone
 from mtl_model.errors import ConfigError, DataValidationError
-from mtl_model.io import code_version, json_sha256, tree_sha256
+from mtl_model.io import code_version, json_sha256, source_fingerprint
 
 IO_RETRIES = 2
 IO_RETRY_DELAYS = exponential_backoff(backoff_factor=2)
@@ -64,7 +64,7 @@ def content_key(step: str, *, inputs: Iterable[str | Path], config: Any) -> str:
     digest = json_sha256({
         "step": step,
         "code": code_version(),
-        "inputs": [tree_sha256(path) for path in inputs],
+        "inputs": [source_fingerprint(path) for path in inputs],
         "config": _jsonable(config),
     })
     return f"{step}-{digest}"

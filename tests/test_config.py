@@ -34,6 +34,17 @@ def test_cli_overrides_are_validated(tmp_path):
         plan_run(None, freeze_policy="everything")
 
 
+def test_set_overrides_are_parsed_and_validated():
+    plan = plan_run(None, overrides=["train.max_steps=7", "model.projection_dim=null", "tokenize.on_invalid=skip"])
+    assert (plan.config.train.max_steps, plan.config.model.projection_dim, plan.config.tokenize.on_invalid) == (7, None, "skip")
+    with pytest.raises(ConfigError, match="--set expects KEY=VALUE"):
+        plan_run(None, overrides=["train.max_steps"])
+    with pytest.raises(ConfigError, match="max_steps"):
+        plan_run(None, overrides=["train.max_steps=0"])
+    with pytest.raises(ConfigError, match="'nosuch' is not a config section"):
+        plan_run(None, overrides=["nosuch.field=1"])
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

@@ -162,3 +162,57 @@ def test_stratified_split_is_seeded_and_keeps_class_balance():
     assert sorted([e.label for e in first["test"]].count(c) for c in "0123") == [20, 20, 20, 20]
     all_ids = [e.row_id for split in first.values() for e in split]
     assert sorted(all_ids) == sorted(e.row_id for e in examples)
+
+
+def test_conll_bio_repair_is_opt_in_and_counted(tmp_path):
+    path = write(tmp_path / "dev.conll", "Channel\tB-corporation\nfour\tI-person\nrocks\tO\n\n")
+    assert "follows 'B-corporation'" in str(read_conll(path).problems[0])
+    repaired = read_conll(path, invalid_bio="repair")
+    assert repaired.examples[0].tags == ["B-corporation", "B-person", "O"]
+    assert repaired.notes["bio_tags_repaired"] == 1 and repaired.problems == []
+
+
+def test_token_rows_in_jsonl_check_token_and_tag_counts(tmp_path):
+    rows = [
+        {"id": 1, "tokens": ["Paris", "is", "big"], "tags": ["B-LOC", "O", "O"]},
+        {"id": 2, "tokens": ["New", "York"], "tags": ["B-LOC"]},
+        {"id": 3, "tokens": ["Rome"], "tags": ["I-LOC"]},
+        {"id": 4, "tokens": [], "tags": []},
+    ]
+    path = write(tmp_path / "ner.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    result = read_table(path, fmt="jsonl", id_column="id", tokens_column="tokens", tags_column="tags", label_column=None)
+    assert [(e.tokens, e.tags) for e in result.examples] == [(["Paris", "is", "big"], ["B-LOC", "O", "O"])]
+    assert [str(p) for p in result.problems] == [
+        f"{path}:line 2 (id 2): 2 tokens but 1 tags",
+        f"{path}:line 3 (id 3): word 1: tag 'I-LOC' follows 'O': not valid BIO (IOB1 files need tag_scheme: iob1)",
+        f"{path}:line 4 (id 4): 'tokens' must be a non-empty list of words",
+    ]
+    assert reconciles(result)
+
+
+def test_hf_source_names_parse():
+    from mtl_model.readers import parse_hf_source
+
+    assert parse_hf_source("hf:conll2003", "test") == ("conll2003", None, "test")
+    assert parse_hf_source("hf:glue/sst2:validation", "test") == ("glue", "sst2", "validation")
+    assert parse_hf_source("hf:fancyzhx/ag_news/default", "train") == ("fancyzhx/ag_news", "default", "train")
+
+
+def test_hf_dataset_offline_fails_with_a_clear_message(monkeypatch):
+    pytest.importorskip("datasets")
+    from mtl_model.errors import ConfigError
+    from mtl_model.readers import read_hf_dataset
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(ConfigError, match=r"hf:glue/sst2: cannot load Hugging Face dataset 'glue' \(config 'sst2', split 'train'\).*Is the hub reachable\?"):
+        read_hf_dataset("hf:glue/sst2", split="train", text_column="sentence")
+
+
+def test_hf_task_config_keeps_the_source_name():
+    from mtl_model.config import PipelineConfig
+
+    config = PipelineConfig.model_validate({"tasks": [{"name": "s", "kind": "sentence", "format": "hf", "files": {"train": "hf:glue/sst2", "test": "hf:glue/sst2:validation"}}]})
+    assert config.resolve_data_path("hf:glue/sst2", Path("/anywhere")) == "hf:glue/sst2"
+    with pytest.raises(ValueError, match="format 'hf' and files named 'hf:"):
+        PipelineConfig.model_validate({"tasks": [{"name": "s", "kind": "sentence", "format": "csv", "files": {"train": "hf:glue/sst2", "test": "x.csv"}}]})

@@ -7,6 +7,7 @@ from collections import Counter
 import pytest
 
 from mtl_model.readers import read_ag_news, read_conll, read_glue_tsv
+from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.realdata
 
@@ -36,8 +37,23 @@ def test_conll2003_entity_counts(shared_data):
 
 
 def test_wnut17_dev_quirks_are_counted(shared_data):
-    result = read_conll(shared_data / "wnut17/emerging.dev.conll")
-    assert dict(result.notes) == {"bom_stripped_from_tokens": 1, "bom_only_lines_treated_as_blank": 1}
+    strict = read_conll(shared_data / "wnut17/emerging.dev.conll")
+    assert dict(strict.notes) == {"bom_stripped_from_tokens": 1, "bom_only_lines_treated_as_blank": 1}
+    assert [str(p).split(":", 1)[1] for p in strict.problems] == [
+        "line 1674: tag 'I-creative-work' follows 'I-person': not valid BIO (IOB1 files need tag_scheme: iob1)"
+    ]
+    repaired = read_conll(shared_data / "wnut17/emerging.dev.conll", invalid_bio="repair")
+    assert repaired.rows_accepted == 1009 and repaired.notes["bio_tags_repaired"] == 1
+
+
+@pytest.mark.parametrize("name", ["three_task", "wnut17"])
+def test_real_data_configs_validate_every_file(shared_data, name):
+    from mtl_model.config import plan_run
+    from mtl_model.steps import validate_step
+
+    plan = plan_run(REPO_ROOT / f"data/configs/{name}.yaml", data_dir=shared_data)
+    reports = validate_step(plan.config.tasks, plan.files, plan.config.tokenize)
+    assert all(r["rows_rejected"] == 0 and r["rows_read"] == r["rows_accepted"] for rs in reports.values() for r in rs)
 
 
 @pytest.mark.parametrize(("path", "rows", "labelled"), [("sst2/train.tsv", 67349, True), ("sst2/dev.tsv", 872, True), ("sst2/test.tsv", 1821, False)])
