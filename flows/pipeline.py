@@ -14,7 +14,7 @@ from typing import Literal
 from prefect import flow
 
 from mtl_model.config import plan_run
-from mtl_model.device import resolve_device
+from mtl_model.device import resolve_device, resolve_precision
 from mtl_model.runtime import quiet_third_party
 from tasks.data import pad_data, tokenize_data, validate_inputs
 from tasks.model import embed_corpus, evaluate_model, train_model
@@ -43,13 +43,14 @@ def pipeline(
     plan = plan_run(config_path, out=out, data_dir=data_dir, freeze_policy=freeze_policy, overrides=overrides)
     config, out_dir = plan.config, plan.out_dir
     chosen_device = resolve_device(device)
+    precision = resolve_precision(chosen_device, config.train.precision)
 
     validate_inputs(config.tasks, plan.files, config.tokenize)
     encoded = [tokenize_data(task, plan.files[task.name], config.tokenize, config.model.backbone, out_dir) for task in config.tasks]
     tokenized = [pad_data(e, config.tokenize.max_seq_length, out_dir) for e in encoded]
     training = train_model(
         tokenized, config.model, config.train, config.tokenize.max_seq_length,
-        {task.name: task.loss_weight for task in config.tasks}, chosen_device, out_dir,
+        {task.name: task.loss_weight for task in config.tasks}, chosen_device, precision, out_dir,
     )
     metrics = evaluate_model(training["model_dir"], tokenized, config.evaluate, chosen_device, out_dir, training)
     embeddings = embed_corpus(training["model_dir"], plan.corpus, config.embed, chosen_device, out_dir) if plan.corpus else None
@@ -57,7 +58,7 @@ def pipeline(
         "out_dir": out_dir,
         "device": chosen_device,
         "metrics": metrics["tasks"],
-        "training": {k: training[k] for k in ("freeze_policy", "trainable_params", "total_params", "steps", "seconds")},
+        "training": {k: training[k] for k in ("freeze_policy", "precision", "trainable_params", "total_params", "steps", "seconds")},
         "outputs": {
             "tokenized": {t["task"]: t["files"] for t in tokenized},
             "model": training["model_dir"],
@@ -71,7 +72,10 @@ def format_summary(result: dict) -> str:
     """The few lines a person reads after a run: metrics per task and where the outputs are."""
     lines = [f"Run finished on {result['device']} → {result['out_dir']}"]
     t = result["training"]
-    lines.append(f"  training: freeze policy {t['freeze_policy']}, {t['trainable_params']:,}/{t['total_params']:,} params trainable, {t['steps']} steps, {t['seconds']}s")
+    lines.append(
+        f"  training: freeze policy {t['freeze_policy']}, {t['trainable_params']:,}/{t['total_params']:,} params trainable, "
+        f"{t['steps']} steps, {t['seconds']}s, {t['precision']}"
+    )
     for task, values in result["metrics"].items():
         shown = ", ".join(f"{k} {v:.4f}" for k, v in values.items() if isinstance(v, float))
         lines.append(f"  {task}: {shown}")

@@ -150,6 +150,10 @@ class TrainConfig(_Strict):
     """Share of steps with linearly increasing learning rate; then linear decay to zero."""
     max_grad_norm: float | None = Field(1.0, gt=0.0)
     """Clip the global gradient norm to this value; `null` disables clipping."""
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """Compute precision of forward/backward (weights stay fp32). `auto`: bf16 where the device computes it natively."""
+    group_by_length: bool = True
+    """Batch rows of similar length together (shuffled in windows of 50 batches) so batches carry little padding."""
     freeze_policy: str = "none"
     """Which parameters train: `none`, `backbone`, `all`, or `head:<task>` (comma-separated to combine)."""
     seed: int = 42

@@ -18,8 +18,27 @@ def resolve_device(requested: str = "auto") -> str:
     return requested
 
 
-def autocast_dtype(device: str) -> torch.dtype | None:
-    """Mixed precision to train with: bf16 on GPUs that support it; None (fp32) elsewhere."""
-    if device == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return None
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has native bf16 instructions (AVX512-BF16 or AMX), read from /proc/cpuinfo."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            flags = next((line for line in handle if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def resolve_precision(device: str, requested: str = "auto") -> str:
+    """`auto` → `bf16` where the device computes it natively (GPUs with bf16, CPUs with AVX512-BF16/AMX), else `fp32`."""
+    if requested not in ("auto", "fp32", "bf16"):
+        raise ConfigError(f"precision must be auto, fp32 or bf16, got {requested!r}")
+    if requested != "auto":
+        return requested
+    if device == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if cpu_has_bf16() else "fp32"
+
+
+def autocast_dtype(precision: str) -> torch.dtype | None:
+    """The autocast dtype for a resolved precision (None: plain fp32)."""
+    return torch.bfloat16 if precision == "bf16" else None

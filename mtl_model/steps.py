@@ -98,6 +98,7 @@ def train_step(
     max_seq_length: int,
     loss_weights: dict[str, float],
     device: str,
+    precision: str,
     out_dir: str,
     on_step: Callable[[int, int, float], None] | None = None,
 ) -> dict:
@@ -114,7 +115,9 @@ def train_step(
         max_seq_length=max_seq_length,
     ).to(device)
     splits = {t["task"]: load_tokenized(t["files"]["train"]) for t in tokenized}
-    result = train_multitask(model, splits, train_config, device=device, loss_weights=loss_weights, on_step=on_step)
+    result = train_multitask(
+        model, splits, train_config, device=device, precision=precision, loss_weights=loss_weights, on_step=on_step
+    )
     model_dir = Path(out_dir) / "model"
     model.save(model_dir, load_tokenizer(model_config.backbone))
     summary = result.summary()

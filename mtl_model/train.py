@@ -31,6 +31,7 @@ class TrainResult:
     total_params: int
     seconds: float
     examples_seen: int = 0
+    precision: str = "fp32"
     losses: list[float] = field(default_factory=list)  # summed loss per step
 
     def summary(self) -> dict:
@@ -39,6 +40,7 @@ class TrainResult:
             "trained": self.trained,
             "steps": self.steps,
             "freeze_policy": self.freeze_policy,
+            "precision": self.precision,
             "trainable_params": self.trainable_params,
             "total_params": self.total_params,
             "seconds": round(self.seconds, 2),
@@ -48,27 +50,42 @@ class TrainResult:
         }
 
 
-class BatchStream:
-    """Endless seeded shuffled batches of one split; each epoch is a new permutation."""
+GROUP_WINDOW = 50  # batches per length-sorting window
 
-    def __init__(self, size: int, batch_size: int, rng: np.random.Generator) -> None:
+
+class BatchStream:
+    """Endless seeded batches of one split; each epoch is a new shuffle.
+
+    With `lengths`, rows are sorted by length inside windows of GROUP_WINDOW batches and the batches
+    are shuffled again, so batches are short and uniform yet their order stays random.
+    """
+
+    def __init__(self, size: int, batch_size: int, rng: np.random.Generator, lengths: np.ndarray | None = None) -> None:
         if size == 0:
             raise ValueError("cannot train on an empty split")
-        self.size, self.batch_size, self.rng = size, batch_size, rng
-        self._order = rng.permutation(size)
-        self._position = 0
+        self.size, self.batch_size, self.rng, self.lengths = size, batch_size, rng, lengths
+        self._batches: list[np.ndarray] = []
 
     @property
     def batches_per_epoch(self) -> int:
         return math.ceil(self.size / self.batch_size)
 
+    def _epoch(self) -> list[np.ndarray]:
+        order = self.rng.permutation(self.size)
+        if self.lengths is None:
+            return [order[i : i + self.batch_size] for i in range(0, self.size, self.batch_size)]
+        window = self.batch_size * GROUP_WINDOW
+        batches = []
+        for start in range(0, self.size, window):
+            chunk = order[start : start + window]
+            chunk = chunk[np.argsort(-self.lengths[chunk], kind="stable")]
+            batches.extend(chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size))
+        return [batches[i] for i in self.rng.permutation(len(batches))]
+
     def next(self) -> np.ndarray:
-        if self._position >= self.size:
-            self._order = self.rng.permutation(self.size)
-            self._position = 0
-        batch = self._order[self._position : self._position + self.batch_size]
-        self._position += self.batch_size
-        return batch
+        if not self._batches:
+            self._batches = self._epoch()[::-1]  # pop() from the end walks the epoch in order
+        return self._batches.pop()
 
 
 def trimmed_batch(split: TokenizedSplit, rows: np.ndarray) -> dict[str, torch.Tensor]:
@@ -134,6 +151,7 @@ def train_multitask(
     config: TrainConfig,
     *,
     device: str,
+    precision: str = "fp32",
     loss_weights: dict[str, float] | None = None,
     on_step: Callable[[int, int, float], None] | None = None,
 ) -> TrainResult:
@@ -149,18 +167,21 @@ def train_multitask(
 
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    streams = {task: BatchStream(len(split), config.batch_size, rng) for task, split in train_splits.items()}
+    streams = {
+        task: BatchStream(len(split), config.batch_size, rng, split.attention_mask.sum(axis=1) if config.group_by_length else None)
+        for task, split in train_splits.items()
+    }
     steps = total_steps(config, {task: len(split) for task, split in train_splits.items()})
     optimizer = build_optimizer(model, config)
     scheduler = linear_schedule(optimizer, int(config.warmup_ratio * steps), steps)
-    amp_dtype = autocast_dtype(device)
+    amp_dtype = autocast_dtype(precision)
     weights = {task: 1.0 for task in train_splits} | (loss_weights or {})
     frozen = frozen_modules(model, policy)
 
     model.train()
     for module in frozen:
         module.eval()  # dropout off where nothing trains
-    result = TrainResult(True, steps, config.freeze_policy, trainable, total, 0.0)
+    result = TrainResult(True, steps, config.freeze_policy, trainable, total, 0.0, precision=precision)
     started = time.perf_counter()
     for step in range(steps):
         optimizer.zero_grad(set_to_none=True)

@@ -21,7 +21,7 @@ def _tokenized_files(tokenized: list[dict]) -> list[str]:
     cache_key_fn=lambda ctx, p: content_key(
         "train",
         inputs=[t["files"]["train"] for t in p["tokenized"]] + backbone_inputs(p["model_config"].backbone),
-        config=[p["model_config"], p["train_config"], p["max_seq_length"], p["loss_weights"], p["device"], p["out_dir"]],
+        config=[p["model_config"], p["train_config"], p["max_seq_length"], p["loss_weights"], p["device"], p["precision"], p["out_dir"]],
     ),
     retries=1,
     retry_condition_fn=retry_unless_bad_input,
@@ -34,6 +34,7 @@ def train_task(
     max_seq_length: int,
     loss_weights: dict[str, float],
     device: str,
+    precision: str,
     out_dir: str,
 ) -> dict:
     """Train the multi-task model under the freeze policy and save it with its tokenizer and label maps."""
@@ -46,12 +47,12 @@ def train_task(
 
     result = steps.train_step(
         tokenized, model_config, train_config, max_seq_length=max_seq_length, loss_weights=loss_weights,
-        device=device, out_dir=out_dir, on_step=on_step,
+        device=device, precision=precision, out_dir=out_dir, on_step=on_step,
     )
     logger.info(
         "freeze policy %s: %d of %d parameters trainable; %s",
         result["freeze_policy"], result["trainable_params"], result["total_params"],
-        f"{result['steps']} steps in {result['seconds']}s on {device}" if result["trained"] else "nothing trained (evaluating the model as it is)",
+        f"{result['steps']} steps in {result['seconds']}s on {device} ({precision})" if result["trained"] else "nothing trained (evaluating the model as it is)",
     )
     return result
 
@@ -97,10 +98,12 @@ def embed_task(model_dir: str, corpus_path: str, config: EmbedConfig, device: st
 
 
 def train_model(tokenized: list[dict], model_config: ModelConfig, train_config: TrainConfig, max_seq_length: int,
-                loss_weights: dict[str, float], device: str, out_dir: str) -> dict:
+                loss_weights: dict[str, float], device: str, precision: str, out_dir: str) -> dict:
     """Run (or reuse) training; recompute when the saved model is gone."""
     outputs = [Path(out_dir) / "model" / "mtl_model.json"]
-    return recompute_if_missing(train_task, outputs)(tokenized, model_config, train_config, max_seq_length, loss_weights, device, out_dir)
+    return recompute_if_missing(train_task, outputs)(
+        tokenized, model_config, train_config, max_seq_length, loss_weights, device, precision, out_dir
+    )
 
 
 def evaluate_model(model_dir: str, tokenized: list[dict], config: EvaluateConfig, device: str, out_dir: str, training: dict) -> dict:
