@@ -28,6 +28,7 @@ def pipeline(
     freeze_policy: str | None = None,
     device: Literal["auto", "cpu", "cuda"] = "auto",
     overrides: list[str] | None = None,
+    only_tasks: list[str] | None = None,
 ) -> dict:
     """Train, evaluate and serve the multi-task sentence transformer described by a YAML config.
 
@@ -38,9 +39,12 @@ def pipeline(
         freeze_policy: Override of `train.freeze_policy` (`none`, `backbone`, `all`, `head:<task>`).
         device: `auto` picks CUDA when available, else CPU.
         overrides: `section.field=value` settings applied over the config, e.g. `train.max_steps=500`.
+        only_tasks: Train and evaluate only these tasks of the config (default: all).
     """
     quiet_third_party()
-    plan = plan_run(config_path, out=out, data_dir=data_dir, freeze_policy=freeze_policy, overrides=overrides)
+    plan = plan_run(
+        config_path, out=out, data_dir=data_dir, freeze_policy=freeze_policy, overrides=overrides, only_tasks=only_tasks
+    )
     config, out_dir = plan.config, plan.out_dir
     chosen_device = resolve_device(device)
     precision = resolve_precision(chosen_device, config.train.precision)
@@ -98,6 +102,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", metavar="DIR", help="folder that the config's relative data paths start from")
     parser.add_argument("--freeze-policy", metavar="POLICY", help="none | backbone | all | head:<task>[,head:<task>] (default: the config's)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to train and embed (default: auto)")
+    parser.add_argument("--tasks", metavar="NAME[,NAME]", help="only these tasks of the config (e.g. a single-task run)")
     parser.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", default=[],
                         help="override a config field, e.g. --set train.max_steps=500 (repeatable)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON instead of a summary")
@@ -112,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         result = pipeline(
             config_path=args.config, out=args.out, data_dir=args.data_dir,
             freeze_policy=args.freeze_policy, device=args.device, overrides=args.overrides,
+            only_tasks=args.tasks.split(",") if args.tasks else None,
         )
     except (DataValidationError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)

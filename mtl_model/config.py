@@ -290,10 +290,12 @@ def plan_run(
     data_dir: str | Path | None = None,
     freeze_policy: str | None = None,
     overrides: list[str] | None = None,
+    only_tasks: list[str] | None = None,
 ) -> RunPlan:
     """Load the config, apply command-line overrides (re-validated), and resolve all paths.
 
     `overrides` are `section.field=value` strings (value parsed as YAML), e.g. `train.max_steps=500`.
+    `only_tasks` keeps just the named tasks (e.g. a single-task run of a multi-task config).
     """
     config, config_dir = load_pipeline_config(config_path)
     raw = config.model_dump()
@@ -303,6 +305,12 @@ def plan_run(
         raw["data_dir"] = str(Path(data_dir).expanduser().resolve())  # a CLI path is relative to the CWD
     if freeze_policy is not None:
         raw["train"]["freeze_policy"] = freeze_policy
+    if only_tasks:
+        known = [task["name"] for task in raw["tasks"]]
+        unknown = sorted(set(only_tasks) - set(known))
+        if unknown:
+            raise ConfigError(f"--tasks: {unknown} name no task; tasks are {known}")
+        raw["tasks"] = [task for task in raw["tasks"] if task["name"] in only_tasks]
     try:
         config = PipelineConfig.model_validate(raw)
     except ValueError as exc:

@@ -12,24 +12,29 @@ from mtl_model.model import MultiTaskModel
 from mtl_model.tokenization import TokenizedSplit
 
 
-@torch.inference_mode()
-def predict(model: MultiTaskModel, split: TokenizedSplit, task: str, *, batch_size: int, device: str) -> np.ndarray:
-    """Arg-max class per row (N,) or per token (N, L), in row order; batches sorted by length."""
-    model.eval()
+def sorted_batches(split: TokenizedSplit, batch_size: int):
+    """(rows, input_ids (B, T), attention_mask (B, T)) over a split, longest rows first, each batch cut to its
+    own longest row. CPU tensors; the caller moves them."""
     lengths = split.attention_mask.sum(axis=1)
     order = np.argsort(-lengths, kind="stable")
-    kind = model.head_specs[task].kind
-    predictions = np.zeros((len(split),) if kind == "sentence" else split.input_ids.shape, dtype=np.int64)
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
         width = int(lengths[rows].max())
-        input_ids = torch.from_numpy(split.input_ids[rows, :width]).to(device)  # (B, T)
-        mask = torch.from_numpy(split.attention_mask[rows, :width]).to(device)  # (B, T)
-        logits = model(input_ids, mask, task=task)["logits"]  # (B, C) or (B, T, C)
+        yield rows, torch.from_numpy(split.input_ids[rows, :width]), torch.from_numpy(split.attention_mask[rows, :width])
+
+
+@torch.inference_mode()
+def predict(model: MultiTaskModel, split: TokenizedSplit, task: str, *, batch_size: int, device: str) -> np.ndarray:
+    """Arg-max class per row (N,) or per token (N, L), in row order."""
+    model.eval()
+    kind = model.head_specs[task].kind
+    predictions = np.zeros((len(split),) if kind == "sentence" else split.input_ids.shape, dtype=np.int64)
+    for rows, input_ids, mask in sorted_batches(split, batch_size):
+        logits = model(input_ids.to(device), mask.to(device), task=task)["logits"]  # (B, C) or (B, T, C)
         if kind == "sentence":
             predictions[rows] = logits.argmax(-1).cpu().numpy()
         else:
-            predictions[rows, :width] = logits.argmax(-1).cpu().numpy()
+            predictions[rows, : input_ids.shape[1]] = logits.argmax(-1).cpu().numpy()
     return predictions
 
 
