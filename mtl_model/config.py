@@ -132,18 +132,27 @@ class ModelConfig(_Strict):
 
 
 class TrainConfig(_Strict):
-    """Step 3: optimisation."""
+    """Step 3: optimisation, task mixing, evaluation during training and checkpoints."""
 
     epochs: float = Field(3.0, gt=0.0)
     """Passes over the largest task's training split (smaller tasks cycle)."""
     max_steps: int | None = Field(None, ge=1)
     """Stop after this many optimizer steps (overrides `epochs` when set)."""
     batch_size: int = Field(16, ge=1)
-    """Examples per task per step; each step sums one batch of every task."""
+    """Examples per batch; a batch holds one task."""
+    task_sampling: Literal["all", "round_robin", "proportional", "temperature"] = "all"
+    """Which task each batch comes from. `all`: every micro-step sums one batch of every task.
+    `round_robin`: tasks in turn. `proportional`: by training-set size. `temperature`: ∝ size^(1/T)."""
+    sampling_temperature: float = Field(2.0, ge=1.0)
+    """T for `temperature` sampling (1 = proportional; larger flattens towards uniform)."""
+    loss_weighting: Literal["fixed", "uncertainty"] = "fixed"
+    """`fixed`: each task's `loss_weight`. `uncertainty`: learned per-task weights (Kendall et al. 2018)."""
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    """Micro-batches whose gradients are summed into one optimizer step."""
     learning_rate: float = Field(5e-5, gt=0.0)
     """Peak AdamW learning rate of the encoder."""
     head_learning_rate: float | None = Field(1e-3, gt=0.0)
-    """Peak learning rate of projection and heads (they start from random); `null`: same as the encoder."""
+    """Peak learning rate of projection, heads and loss weights; `null`: same as the encoder."""
     weight_decay: float = Field(0.01, ge=0.0)
     """AdamW weight decay (not applied to biases and LayerNorm weights)."""
     warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0)
@@ -154,16 +163,35 @@ class TrainConfig(_Strict):
     """Compute precision of forward/backward (weights stay fp32). `auto`: bf16 where the device computes it natively."""
     group_by_length: bool = True
     """Batch rows of similar length together (shuffled in windows of 50 batches) so batches carry little padding."""
+    eval_every: int | None = Field(None, ge=1)
+    """Evaluate on the validation splits every this many steps (and at the end); `null`: no evaluation during training."""
+    early_stopping_metric: str = "mean"
+    """Metric that picks the best checkpoint: `<task>.<metric>` (e.g. `ner.f1`) or `mean` (mean of each task's
+    accuracy, or F1 for token tasks)."""
+    early_stopping_patience: int | None = Field(None, ge=1)
+    """Stop after this many evaluations without improvement; `null`: never stop early (the best step is still kept)."""
+    checkpoint_every: int | None = Field(None, ge=1)
+    """Write a resumable checkpoint every this many steps; a re-run of the same command resumes from the last one."""
+    keep_checkpoints: int = Field(2, ge=1)
+    """How many of the newest checkpoints to keep on disk."""
     freeze_policy: str = "none"
     """Which parameters train: `none`, `backbone`, `all`, or `head:<task>` (comma-separated to combine)."""
     seed: int = 42
-    """Seed of initialisation, dropout and batch order."""
+    """Seed of initialisation, dropout, batch order and task sampling."""
 
     @field_validator("freeze_policy")
     @classmethod
     def _known_policy(cls, value: str) -> str:
         parse_freeze_policy(value)  # raises with the list of valid policies
         return value
+
+    @model_validator(mode="after")
+    def _early_stopping_needs_evaluation(self) -> TrainConfig:
+        if self.early_stopping_patience is not None and self.eval_every is None:
+            raise ValueError("train.early_stopping_patience needs train.eval_every (evaluations to compare)")
+        if self.early_stopping_metric != "mean" and self.early_stopping_metric.count(".") != 1:
+            raise ValueError(f"train.early_stopping_metric must be `mean` or `<task>.<metric>`, got {self.early_stopping_metric!r}")
+        return self
 
 
 class EvaluateConfig(_Strict):
@@ -219,6 +247,9 @@ class PipelineConfig(_Strict):
         unknown = sorted(set(policy.frozen_heads) - set(names))
         if unknown:
             raise ValueError(f"train.freeze_policy: head(s) {unknown} name no task; tasks are {names}")
+        metric_task = self.train.early_stopping_metric.split(".")[0]
+        if self.train.early_stopping_metric != "mean" and metric_task not in names:
+            raise ValueError(f"train.early_stopping_metric: task {metric_task!r} is not one of {names}")
         return self
 
     def resolve_data_path(self, relative: str, config_dir: Path) -> Path | str:

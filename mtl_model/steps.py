@@ -19,10 +19,10 @@ from mtl_model.datasets import load_task_data
 from mtl_model.embed import embed_corpus, read_corpus
 from mtl_model.errors import DataValidationError
 from mtl_model.evaluate import evaluate_task
-from mtl_model.io import source_fingerprint, tree_sha256, write_json_atomic
+from mtl_model.io import json_sha256, source_fingerprint, tree_sha256, write_json_atomic
 from mtl_model.model import HeadSpec, MultiTaskModel, build_model
 from mtl_model.tokenization import encode_examples, load_tokenized, pad_encoded, write_encoded
-from mtl_model.train import train_multitask
+from mtl_model.train import Checkpointer, train_multitask
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +101,13 @@ def train_step(
     precision: str,
     out_dir: str,
     on_step: Callable[[int, int, float], None] | None = None,
+    progress: bool | None = None,
 ) -> dict:
-    """Build the model on the backbone, train it on every task's train split, save to `<out>/model/`."""
+    """Build the model on the backbone, train it on every task's train split, save to `<out>/model/`.
+
+    Resumes from `<out>/checkpoints/` when an earlier run of the same setup was interrupted; writes
+    `<out>/train_log.parquet` and `<out>/training_curve.png`.
+    """
     torch.manual_seed(train_config.seed)  # head initialisation is part of the seeded run
     heads = [HeadSpec(name=t["task"], kind=t["kind"], labels=t["labels"]) for t in tokenized]
     model = build_model(
@@ -115,14 +120,61 @@ def train_step(
         max_seq_length=max_seq_length,
     ).to(device)
     splits = {t["task"]: load_tokenized(t["files"]["train"]) for t in tokenized}
+    validation = {t["task"]: load_tokenized(t["files"]["validation"]) for t in tokenized if "validation" in t["files"]}
+    out = Path(out_dir)
+    fingerprint = json_sha256({
+        "model": model_config.model_dump(mode="json"),
+        "train": train_config.model_dump(mode="json", exclude={"checkpoint_every", "keep_checkpoints"}),
+        "max_seq_length": max_seq_length,
+        "loss_weights": loss_weights,
+        "precision": precision,
+        "data": {t["task"]: source_fingerprint(t["files"]["train"]) for t in tokenized},
+    })
+    checkpointer = Checkpointer(out / "checkpoints", fingerprint, keep=train_config.keep_checkpoints)
     result = train_multitask(
-        model, splits, train_config, device=device, precision=precision, loss_weights=loss_weights, on_step=on_step
+        model, splits, train_config, device=device, precision=precision, loss_weights=loss_weights,
+        validation_splits=validation, checkpointer=checkpointer, on_step=on_step, progress=progress,
     )
-    model_dir = Path(out_dir) / "model"
+    model_dir = out / "model"
     model.save(model_dir, load_tokenizer(model_config.backbone))
     summary = result.summary()
-    write_json_atomic(model_dir.parent / "training.json", summary)
+    write_json_atomic(out / "training.json", summary)
+    if result.log:
+        write_training_log(result.log, out / "train_log.parquet", out / "training_curve.png")
+    checkpointer.clear()  # the finished model supersedes them
     return {"model_dir": str(model_dir), "device": device, **summary}
+
+
+def write_training_log(rows: list[dict], parquet_path: Path, png_path: Path) -> None:
+    """Per-step losses and per-evaluation metrics as Parquet, and a loss/metric curve as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pyarrow as pa
+
+    from mtl_model.io import atomic_path, write_parquet_atomic
+
+    write_parquet_atomic(parquet_path, pa.Table.from_pylist(rows, schema=pa.schema([
+        ("step", pa.int64()), ("kind", pa.string()), ("task", pa.string()), ("name", pa.string()), ("value", pa.float64()),
+    ])))
+    figure, (loss_axis, eval_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    for task in sorted({r["task"] for r in rows if r["kind"] == "train" and r["name"] == "loss"}):
+        points = [(r["step"], r["value"]) for r in rows if r["kind"] == "train" and r["name"] == "loss" and r["task"] == task]
+        loss_axis.plot(*zip(*points), label=task, linewidth=0.8)
+    loss_axis.set(title="training loss per task", xlabel="step", ylabel="cross-entropy", yscale="log")
+    loss_axis.legend()
+    evals = [r for r in rows if r["kind"] == "eval" and r["task"] and r["name"] in ("accuracy", "f1")]
+    for key in sorted({(r["task"], r["name"]) for r in evals}):
+        points = [(r["step"], r["value"]) for r in evals if (r["task"], r["name"]) == key]
+        eval_axis.plot(*zip(*points), marker="o", label=".".join(key))
+    eval_axis.set(title="validation", xlabel="step", ylabel="metric")
+    if evals:
+        eval_axis.legend()
+    figure.tight_layout()
+    with atomic_path(png_path) as temp:
+        figure.savefig(temp, format="png", dpi=100)
+    plt.close(figure)
 
 
 def evaluate_step(model_dir: str, tokenized: list[dict], config: EvaluateConfig, *, device: str, out_dir: str, training: dict) -> dict:

@@ -1,12 +1,23 @@
-"""Step 3: multi-task training. Each optimizer step sums one batch of every task (weighted cross-entropy)."""
+"""Step 3: the multi-task training engine.
+
+One optimizer step = `gradient_accumulation_steps` micro-steps; a micro-step is one batch of the
+sampled task (or one batch of every task with `task_sampling: all`), its loss weighted by a fixed
+per-task weight or by learned uncertainty (Kendall et al. 2018). Optional evaluation on the validation
+splits every N steps keeps the best weights (early stopping). Checkpoints hold everything that
+decides what happens next (weights, optimizer, schedule, batch order, sampler, RNG states), so a run
+killed at any point and started again finishes with the same weights as one never interrupted.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import math
+import re
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -16,41 +27,15 @@ from torch import nn
 from mtl_model.config import TrainConfig
 from mtl_model.device import autocast_dtype
 from mtl_model.freeze import FreezePolicy, apply_freeze_policy, frozen_modules, parse_freeze_policy
+from mtl_model.io import atomic_path
 from mtl_model.model import MultiTaskModel
 from mtl_model.tokenization import IGNORE_INDEX, TokenizedSplit
 
-
-@dataclass
-class TrainResult:
-    """What training did, for logs and metrics.json."""
-
-    trained: bool
-    steps: int
-    freeze_policy: str
-    trainable_params: int
-    total_params: int
-    seconds: float
-    examples_seen: int = 0
-    precision: str = "fp32"
-    losses: list[float] = field(default_factory=list)  # summed loss per step
-
-    def summary(self) -> dict:
-        last = self.losses[-10:]
-        return {
-            "trained": self.trained,
-            "steps": self.steps,
-            "freeze_policy": self.freeze_policy,
-            "precision": self.precision,
-            "trainable_params": self.trainable_params,
-            "total_params": self.total_params,
-            "seconds": round(self.seconds, 2),
-            "examples_per_second": round(self.examples_seen / self.seconds, 1) if self.seconds > 0 else None,
-            "first_loss": round(self.losses[0], 4) if self.losses else None,
-            "final_loss": round(sum(last) / len(last), 4) if last else None,
-        }
-
-
 GROUP_WINDOW = 50  # batches per length-sorting window
+CHECKPOINT_RE = re.compile(r"^step-(\d{8})\.pt$")
+
+
+# ------------------------------------------------------------------------------------ batches
 
 
 class BatchStream:
@@ -87,6 +72,43 @@ class BatchStream:
             self._batches = self._epoch()[::-1]  # pop() from the end walks the epoch in order
         return self._batches.pop()
 
+    def state_dict(self) -> dict:
+        return {"batches": [batch.tolist() for batch in self._batches]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._batches = [np.asarray(batch, dtype=np.int64) for batch in state["batches"]]
+
+
+class TaskSampler:
+    """Which task(s) the next micro-step trains on."""
+
+    def __init__(self, strategy: str, sizes: dict[str, int], rng: np.random.Generator, temperature: float = 2.0) -> None:
+        self.strategy, self.tasks, self.rng = strategy, list(sizes), rng
+        counts = np.array([sizes[task] for task in self.tasks], dtype=np.float64)
+        if strategy == "proportional":
+            weights = counts
+        elif strategy == "temperature":
+            weights = counts ** (1.0 / temperature)
+        else:
+            weights = np.ones(len(self.tasks))
+        self.probabilities = weights / weights.sum()
+        self._position = 0
+
+    def next_tasks(self) -> list[str]:
+        if self.strategy == "all":
+            return list(self.tasks)
+        if self.strategy == "round_robin":
+            task = self.tasks[self._position % len(self.tasks)]
+            self._position += 1
+            return [task]
+        return [self.tasks[int(self.rng.choice(len(self.tasks), p=self.probabilities))]]
+
+    def state_dict(self) -> dict:
+        return {"position": self._position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._position = state["position"]
+
 
 def trimmed_batch(split: TokenizedSplit, rows: np.ndarray) -> dict[str, torch.Tensor]:
     """Rows of a padded split, cut to the batch's longest real sequence (CPU tensors)."""
@@ -101,6 +123,9 @@ def trimmed_batch(split: TokenizedSplit, rows: np.ndarray) -> dict[str, torch.Te
     return batch
 
 
+# ------------------------------------------------------------------------------ losses, optimizer
+
+
 def task_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Cross-entropy for (B, C) vs (B,) or (B, T, C) vs (B, T), ignoring IGNORE_INDEX."""
     if logits.shape[:-1] != labels.shape:
@@ -108,19 +133,37 @@ def task_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=IGNORE_INDEX)
 
 
+class UncertaintyWeights(nn.Module):
+    """Learned task weights (Kendall et al. 2018): loss_t · exp(-s_t) + s_t, with s_t = log σ_t² trained."""
+
+    def __init__(self, tasks: list[str]) -> None:
+        super().__init__()
+        self.index = {task: i for i, task in enumerate(tasks)}
+        self.log_variances = nn.Parameter(torch.zeros(len(tasks)))
+
+    def forward(self, task: str, loss: torch.Tensor) -> torch.Tensor:
+        s = self.log_variances[self.index[task]]
+        return loss * torch.exp(-s) + s
+
+    def weights(self) -> dict[str, float]:
+        return {task: float(torch.exp(-self.log_variances[i])) for task, i in self.index.items()}
+
+
 def _no_decay(name: str) -> bool:
     return name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name or ".norm" in name
 
 
-def build_optimizer(model: MultiTaskModel, config: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW over trainable parameters only: encoder at `learning_rate`, projection and heads at `head_learning_rate`."""
+def build_optimizer(model: MultiTaskModel, config: TrainConfig, extra: nn.Module | None = None) -> torch.optim.Optimizer:
+    """AdamW over trainable parameters only: encoder at `learning_rate`; projection, heads and loss weights at
+    `head_learning_rate`. Frozen parameters get no optimizer state."""
     head_lr = config.head_learning_rate or config.learning_rate
     groups: dict[tuple[float, float], list[nn.Parameter]] = {}
-    for name, parameter in model.named_parameters():
+    named = list(model.named_parameters()) + ([(f"loss_weights.{n}", p) for n, p in extra.named_parameters()] if extra else [])
+    for name, parameter in named:
         if not parameter.requires_grad:
             continue
         lr = config.learning_rate if name.startswith("encoder.") else head_lr
-        decay = 0.0 if _no_decay(name) else config.weight_decay
+        decay = 0.0 if _no_decay(name) or name.startswith("loss_weights.") else config.weight_decay
         groups.setdefault((lr, decay), []).append(parameter)
     param_groups = [{"params": params, "lr": lr, "weight_decay": decay} for (lr, decay), params in groups.items()]
     return torch.optim.AdamW(param_groups)
@@ -138,11 +181,120 @@ def linear_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int, total_s
 
 
 def total_steps(config: TrainConfig, split_sizes: dict[str, int]) -> int:
-    """`max_steps`, else `epochs` passes over the largest task's training split."""
+    """`max_steps`, else `epochs` passes over the largest task's training split (in optimizer steps)."""
     if config.max_steps is not None:
         return config.max_steps
     largest = max(math.ceil(size / config.batch_size) for size in split_sizes.values())
-    return max(1, math.ceil(config.epochs * largest))
+    per_step = config.gradient_accumulation_steps
+    if config.task_sampling != "all":
+        per_step = max(1, per_step // len(split_sizes))  # each micro-step trains one task, not all of them
+    return max(1, math.ceil(config.epochs * largest / per_step))
+
+
+# --------------------------------------------------------------------------------- evaluation
+
+
+def primary_metric(kind: str) -> str:
+    return "f1" if kind == "token" else "accuracy"
+
+
+def selection_value(metrics: dict[str, dict[str, float]], name: str, kinds: dict[str, str]) -> float:
+    """The early-stopping value: `mean` of each task's primary metric, or `<task>.<metric>`."""
+    if name == "mean":
+        return float(np.mean([metrics[task][primary_metric(kinds[task])] for task in metrics]))
+    task, metric = name.split(".")
+    if task not in metrics or metric not in metrics[task]:
+        raise ValueError(f"early_stopping_metric {name!r}: no such validation metric; have {sorted(metrics)}")
+    return float(metrics[task][metric])
+
+
+# -------------------------------------------------------------------------------- checkpoints
+
+
+class Checkpointer:
+    """Atomic `step-XXXXXXXX.pt` files in one folder; only those written by the same run setup are resumed."""
+
+    def __init__(self, directory: str | Path, fingerprint: str, keep: int = 2) -> None:
+        self.directory, self.fingerprint, self.keep = Path(directory), fingerprint, keep
+
+    def files(self) -> list[Path]:
+        if not self.directory.is_dir():
+            return []
+        return sorted(p for p in self.directory.iterdir() if CHECKPOINT_RE.match(p.name))
+
+    def latest(self) -> dict | None:
+        """The newest complete checkpoint of this setup (temp files never match the name pattern)."""
+        for path in reversed(self.files()):
+            state = torch.load(path, map_location="cpu", weights_only=False)
+            if state.get("fingerprint") == self.fingerprint:
+                return state
+            print(f"ignoring checkpoint {path}: written by a different config or data", file=sys.stderr)
+        return None
+
+    def save(self, state: dict) -> Path:
+        path = self.directory / f"step-{state['step']:08d}.pt"
+        with atomic_path(path) as temp:
+            torch.save({**state, "fingerprint": self.fingerprint}, temp)
+        for old in self.files()[: -self.keep]:
+            old.unlink()
+        return path
+
+    def clear(self) -> None:
+        for path in self.files():
+            path.unlink()
+
+
+# ------------------------------------------------------------------------------------- result
+
+
+@dataclass
+class TrainResult:
+    """What training did, for logs and metrics.json."""
+
+    trained: bool
+    steps: int
+    freeze_policy: str
+    trainable_params: int
+    total_params: int
+    seconds: float
+    examples_seen: int = 0
+    precision: str = "fp32"
+    losses: list[float] = field(default_factory=list)  # weighted loss per optimizer step
+    log: list[dict] = field(default_factory=list)  # rows: step, kind (train|eval), task, name, value
+    best_step: int | None = None
+    best_value: float | None = None
+    stopped_early: bool = False
+    resumed_from: int | None = None
+    loss_weights: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        last = self.losses[-10:]
+        return {
+            "trained": self.trained,
+            "steps": self.steps,
+            "freeze_policy": self.freeze_policy,
+            "precision": self.precision,
+            "trainable_params": self.trainable_params,
+            "total_params": self.total_params,
+            "seconds": round(self.seconds, 2),
+            "examples_per_second": round(self.examples_seen / self.seconds, 1) if self.seconds > 0 else None,
+            "first_loss": round(self.losses[0], 4) if self.losses else None,
+            "final_loss": round(sum(last) / len(last), 4) if last else None,
+            "best_step": self.best_step,
+            "best_value": self.best_value,
+            "stopped_early": self.stopped_early,
+            "resumed_from": self.resumed_from,
+            "loss_weights": self.loss_weights,
+        }
+
+
+# ----------------------------------------------------------------------------------- training
+
+
+def _train_mode(model: MultiTaskModel, frozen: list[nn.Module]) -> None:
+    model.train()
+    for module in frozen:
+        module.eval()  # dropout off where nothing trains
 
 
 def train_multitask(
@@ -153,57 +305,153 @@ def train_multitask(
     device: str,
     precision: str = "fp32",
     loss_weights: dict[str, float] | None = None,
+    validation_splits: dict[str, TokenizedSplit] | None = None,
+    checkpointer: Checkpointer | None = None,
+    eval_batch_size: int = 64,
     on_step: Callable[[int, int, float], None] | None = None,
+    progress: bool | None = None,
 ) -> TrainResult:
     """Train in place under the configured freeze policy. `model` must already be on `device`.
 
-    The step loss is the sum over tasks of `loss_weights[task]` (default 1) times its cross-entropy.
+    `progress=None` shows a console bar only when stderr is a terminal.
     """
+    from mtl_model.evaluate import evaluate_task
+
     policy: FreezePolicy = parse_freeze_policy(config.freeze_policy)
     trainable, total = apply_freeze_policy(model, policy)
     if policy.trains_nothing or trainable == 0:
         model.eval()
-        return TrainResult(False, 0, config.freeze_policy, trainable, total, 0.0)
+        return TrainResult(False, 0, config.freeze_policy, trainable, total, 0.0, precision=precision)
 
+    tasks = list(train_splits)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     streams = {
         task: BatchStream(len(split), config.batch_size, rng, split.attention_mask.sum(axis=1) if config.group_by_length else None)
         for task, split in train_splits.items()
     }
+    sampler = TaskSampler(config.task_sampling, {t: len(s) for t, s in train_splits.items()}, rng, config.sampling_temperature)
     steps = total_steps(config, {task: len(split) for task, split in train_splits.items()})
-    optimizer = build_optimizer(model, config)
+    uncertainty = UncertaintyWeights(tasks).to(device) if config.loss_weighting == "uncertainty" else None
+    optimizer = build_optimizer(model, config, uncertainty)
     scheduler = linear_schedule(optimizer, int(config.warmup_ratio * steps), steps)
     amp_dtype = autocast_dtype(precision)
-    weights = {task: 1.0 for task in train_splits} | (loss_weights or {})
+    fixed_weights = {task: 1.0 for task in tasks} | (loss_weights or {})
     frozen = frozen_modules(model, policy)
+    kinds = {head.name: head.kind for head in model.config.heads}
+    validation = {t: s for t, s in (validation_splits or {}).items() if t in train_splits}
+    if config.eval_every and not validation:
+        raise ValueError("train.eval_every is set but no task has a validation split")
 
-    model.train()
-    for module in frozen:
-        module.eval()  # dropout off where nothing trains
     result = TrainResult(True, steps, config.freeze_policy, trainable, total, 0.0, precision=precision)
-    started = time.perf_counter()
-    for step in range(steps):
+    best_state: dict[str, torch.Tensor] | None = None
+    bad_evals, step = 0, 0
+
+    def snapshot() -> dict:
+        return {
+            "step": step,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "uncertainty": uncertainty.state_dict() if uncertainty else None,
+            "rng_numpy": rng.bit_generator.state,
+            "rng_torch": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "streams": {task: stream.state_dict() for task, stream in streams.items()},
+            "sampler": sampler.state_dict(),
+            "result": {k: getattr(result, k) for k in ("seconds", "examples_seen", "losses", "log", "best_step", "best_value")},
+            "best_state": best_state,
+            "bad_evals": bad_evals,
+        }
+
+    if checkpointer is not None and (saved := checkpointer.latest()) is not None:
+        step = saved["step"]
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        if uncertainty is not None:
+            uncertainty.load_state_dict(saved["uncertainty"])
+        rng.bit_generator.state = saved["rng_numpy"]
+        torch.set_rng_state(saved["rng_torch"])
+        if saved["rng_cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(saved["rng_cuda"])
+        for task, stream in streams.items():
+            stream.load_state_dict(saved["streams"][task])
+        sampler.load_state_dict(saved["sampler"])
+        for key, value in saved["result"].items():
+            setattr(result, key, value)
+        best_state, bad_evals = saved["best_state"], saved["bad_evals"]
+        result.resumed_from = step
+
+    bar = None
+    if progress or (progress is None and sys.stderr.isatty()):
+        from tqdm import tqdm
+
+        bar = tqdm(total=steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
+
+    _train_mode(model, frozen)
+    started = time.perf_counter() - result.seconds
+    while step < steps and not result.stopped_early:
         optimizer.zero_grad(set_to_none=True)
-        step_loss = 0.0
-        for task, split in train_splits.items():
-            batch = {k: v.to(device, non_blocking=True) for k, v in trimmed_batch(split, streams[task].next()).items()}
-            if batch["labels"].ne(IGNORE_INDEX).sum() == 0:
-                continue  # every label truncated away: nothing to learn from this batch
-            autocast = torch.autocast(device_type=device, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
-            with autocast:
-                out = model(batch["input_ids"], batch["attention_mask"], task=task)
-            loss = weights[task] * task_loss(out["logits"], batch["labels"])
-            loss.backward()
-            step_loss += float(loss.detach())
-            result.examples_seen += int(batch["input_ids"].shape[0])
+        step_losses: dict[str, float] = {}
+        weighted_total = 0.0
+        for _ in range(config.gradient_accumulation_steps):
+            for task in sampler.next_tasks():
+                batch = {k: v.to(device, non_blocking=True) for k, v in trimmed_batch(train_splits[task], streams[task].next()).items()}
+                if batch["labels"].ne(IGNORE_INDEX).sum() == 0:
+                    continue  # every label truncated away: nothing to learn from this batch
+                autocast = torch.autocast(device_type=device, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
+                with autocast:
+                    out = model(batch["input_ids"], batch["attention_mask"], task=task)
+                loss = task_loss(out["logits"], batch["labels"])
+                weighted = uncertainty(task, loss) if uncertainty is not None else fixed_weights[task] * loss
+                (weighted / config.gradient_accumulation_steps).backward()
+                step_losses[task] = step_losses.get(task, 0.0) + float(loss.detach())
+                weighted_total += float(weighted.detach()) / config.gradient_accumulation_steps
+                result.examples_seen += int(batch["input_ids"].shape[0])
         if config.max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], config.max_grad_norm)
+            parameters = [p for group in optimizer.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)
         optimizer.step()
         scheduler.step()
-        result.losses.append(step_loss)
+        step += 1
+        result.losses.append(weighted_total)
+        learning_rate = scheduler.get_last_lr()[0]
+        result.log.extend({"step": step, "kind": "train", "task": t, "name": "loss", "value": v} for t, v in step_losses.items())
+        result.log.append({"step": step, "kind": "train", "task": "", "name": "learning_rate", "value": learning_rate})
+        if bar is not None:
+            elapsed = time.perf_counter() - started
+            bar.set_postfix(loss=f"{weighted_total:.4f}", ex_per_s=f"{result.examples_seen / max(elapsed, 1e-9):.0f}")
+            bar.update(1)
         if on_step is not None:
-            on_step(step + 1, steps, step_loss)
+            on_step(step, steps, weighted_total)
+
+        if config.eval_every and (step % config.eval_every == 0 or step == steps):
+            metrics = {t: evaluate_task(model, s, t, batch_size=eval_batch_size, device=device) for t, s in validation.items()}
+            value = selection_value(metrics, config.early_stopping_metric, kinds)
+            result.log.extend(
+                {"step": step, "kind": "eval", "task": t, "name": k, "value": float(v)}
+                for t, m in metrics.items() for k, v in m.items() if k != "support"
+            )
+            result.log.append({"step": step, "kind": "eval", "task": "", "name": config.early_stopping_metric, "value": value})
+            if result.best_value is None or value > result.best_value:
+                result.best_step, result.best_value, bad_evals = step, value, 0
+                best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            else:
+                bad_evals += 1
+                if config.early_stopping_patience is not None and bad_evals >= config.early_stopping_patience:
+                    result.stopped_early = True
+            _train_mode(model, frozen)
+        if checkpointer is not None and config.checkpoint_every and step % config.checkpoint_every == 0 and step < steps:
+            result.seconds = time.perf_counter() - started
+            checkpointer.save(snapshot())
+    if bar is not None:
+        bar.close()
     result.seconds = time.perf_counter() - started
+    result.steps = step
+    if uncertainty is not None:
+        result.loss_weights = uncertainty.weights()
+    if best_state is not None:
+        model.load_state_dict(best_state)  # the best evaluation's weights become the model
     model.eval()
     return result

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
 
 from mtl_model import steps
 from mtl_model.config import EmbedConfig, EvaluateConfig, ModelConfig, TrainConfig
@@ -39,10 +39,15 @@ def train_task(
 ) -> dict:
     """Train the multi-task model under the freeze policy and save it with its tokenizer and label maps."""
     logger = get_run_logger()
-    every = 10
+    progress_id = create_progress_artifact(0.0, key="training-progress", description="Training steps done (%)")
+    reported = {"percent": 0}
 
     def on_step(step: int, total: int, loss: float) -> None:
-        if step == 1 or step % every == 0 or step == total:
+        percent = int(100 * step / total)
+        if percent > reported["percent"] or step == total:
+            reported["percent"] = percent
+            update_progress_artifact(progress_id, float(percent), description=f"step {step}/{total}, loss {loss:.4f}")
+        if step == 1 or step % max(1, total // 20) == 0 or step == total:
             logger.info("step %d/%d loss %.4f", step, total, loss)
 
     result = steps.train_step(

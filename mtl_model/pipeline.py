@@ -1,0 +1,82 @@
+"""The step order, written once: validate → tokenize → pad → train → evaluate → embed.
+
+`run_pipeline` takes the step implementations as a `Steps` table, so the Prefect flow runs it with
+its cached, retried tasks and `python -m mtl_model` runs it with the plain functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mtl_model import steps as plain
+from mtl_model.config import RunPlan
+
+
+@dataclass(frozen=True)
+class Steps:
+    """One callable per step; all take the same keyword arguments as `mtl_model.steps`."""
+
+    validate: Callable[..., dict]
+    tokenize: Callable[..., dict]
+    pad: Callable[..., dict]
+    train: Callable[..., dict]
+    evaluate: Callable[..., dict]
+    embed: Callable[..., dict]
+
+
+PLAIN_STEPS = Steps(plain.validate_step, plain.tokenize_step, plain.pad_step, plain.train_step, plain.evaluate_step, plain.embed_step)
+
+
+def run_pipeline(plan: RunPlan, *, device: str, precision: str, steps: Steps = PLAIN_STEPS) -> dict:
+    """Run every step for a resolved plan; returns metrics and where each output lies."""
+    config, out_dir = plan.config, plan.out_dir
+    steps.validate(tasks=config.tasks, files=plan.files, tokenize=config.tokenize)
+    encoded = [
+        steps.tokenize(task=task, files=plan.files[task.name], tokenize=config.tokenize, backbone=config.model.backbone, out_dir=out_dir)
+        for task in config.tasks
+    ]
+    tokenized = [steps.pad(encoded=e, max_seq_length=config.tokenize.max_seq_length, out_dir=out_dir) for e in encoded]
+    training = steps.train(
+        tokenized=tokenized, model_config=config.model, train_config=config.train, max_seq_length=config.tokenize.max_seq_length,
+        loss_weights={task.name: task.loss_weight for task in config.tasks}, device=device, precision=precision, out_dir=out_dir,
+    )
+    metrics = steps.evaluate(
+        model_dir=training["model_dir"], tokenized=tokenized, config=config.evaluate, device=device, out_dir=out_dir, training=training,
+    )
+    embeddings = (
+        steps.embed(model_dir=training["model_dir"], corpus_path=plan.corpus, config=config.embed, device=device, out_dir=out_dir)
+        if plan.corpus else None
+    )
+    return {
+        "out_dir": out_dir,
+        "device": device,
+        "metrics": metrics["tasks"],
+        "training": {k: training[k] for k in ("freeze_policy", "precision", "trainable_params", "total_params", "steps", "seconds")},
+        "outputs": {
+            "tokenized": {t["task"]: t["files"] for t in tokenized},
+            "model": training["model_dir"],
+            "metrics": f"{out_dir}/metrics.json",
+            "embeddings": embeddings["path"] if embeddings else None,
+        },
+    }
+
+
+def format_summary(result: dict) -> str:
+    """The few lines a person reads after a run: metrics per task and where the outputs are."""
+    t = result["training"]
+    lines = [
+        f"Run finished on {result['device']} → {result['out_dir']}",
+        f"  training: freeze policy {t['freeze_policy']}, {t['trainable_params']:,}/{t['total_params']:,} params trainable, "
+        f"{t['steps']} steps, {t['seconds']}s, {t['precision']}",
+    ]
+    for task, values in result["metrics"].items():
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in values.items() if isinstance(v, float))
+        lines.append(f"  {task}: {shown}")
+    outputs = result["outputs"]
+    lines.append(f"  model:      {outputs['model']}")
+    lines.append(f"  metrics:    {outputs['metrics']}")
+    lines.append(f"  embeddings: {outputs['embeddings'] or '(no corpus configured)'}")
+    for task, files in outputs["tokenized"].items():
+        lines.append(f"  tokenized {task}: {', '.join(files.values())}")
+    return "\n".join(lines)

@@ -1,0 +1,160 @@
+"""The training engine: task mixing, learned loss weights, early stopping, determinism, crash/resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from mtl_model.config import TrainConfig
+from mtl_model.evaluate import evaluate_task
+from mtl_model.tokenization import TokenizedSplit
+from mtl_model.train import TaskSampler, selection_value, train_multitask
+from tests.conftest import REPO_ROOT, SAMPLE_DIR
+from tests.test_model import one_batch_split, tiny_model
+
+
+@pytest.mark.parametrize(
+    ("strategy", "counts"),
+    [("round_robin", {"a": 500, "b": 500}), ("proportional", {"a": 904, "b": 96}), ("temperature", {"a": 733, "b": 267}), ("all", {"a": 1000, "b": 1000})],
+)
+def test_task_sampling_mix_for_a_seed(strategy, counts):
+    sampler = TaskSampler(strategy, {"a": 900, "b": 100}, np.random.default_rng(0), temperature=2.0)
+    assert Counter(task for _ in range(1000) for task in sampler.next_tasks()) == counts
+    expected = {"round_robin": [0.5, 0.5], "proportional": [0.9, 0.1], "temperature": [0.75, 0.25], "all": [0.5, 0.5]}[strategy]
+    assert sampler.probabilities.tolist() == pytest.approx(expected)  # temperature: sqrt(900):sqrt(100) = 3:1
+
+
+def splits(rows: int = 16) -> dict[str, TokenizedSplit]:
+    topic = one_batch_split(seed=4, rows=rows)
+    sentiment = one_batch_split(seed=5, rows=rows)
+    sentiment.labels = sentiment.labels % 2
+    return {"topic": topic, "sentiment": sentiment}
+
+
+def test_one_task_per_batch_with_round_robin(tiny_backbone):
+    model = tiny_model(tiny_backbone)
+    result = train_multitask(model, splits(), TrainConfig(max_steps=6, batch_size=4, task_sampling="round_robin"), device="cpu")
+    trained = [(row["step"], row["task"]) for row in result.log if row["name"] == "loss"]
+    assert trained == [(1, "topic"), (2, "sentiment"), (3, "topic"), (4, "sentiment"), (5, "topic"), (6, "sentiment")]
+    assert result.examples_seen == 24
+
+
+def test_uncertainty_weights_are_trained(tiny_backbone):
+    model = tiny_model(tiny_backbone)
+    config = TrainConfig(max_steps=20, batch_size=8, loss_weighting="uncertainty", head_learning_rate=0.05)
+    result = train_multitask(model, splits(), config, device="cpu")
+    assert set(result.loss_weights) == {"topic", "sentiment"}
+    assert all(abs(weight - 1.0) > 0.05 for weight in result.loss_weights.values()), result.loss_weights
+
+
+def test_gradient_accumulation_sees_more_examples_per_step(tiny_backbone):
+    result = train_multitask(tiny_model(tiny_backbone), splits(), TrainConfig(max_steps=3, batch_size=4, gradient_accumulation_steps=2), device="cpu")
+    assert result.examples_seen == 3 * 2 * 2 * 4  # steps × micro-steps × tasks × batch
+
+
+def test_early_stopping_keeps_the_best_evaluation(tiny_backbone):
+    data = splits()
+    validation = {"topic": one_batch_split(seed=9, rows=16)}
+    frozen_lr = TrainConfig(max_steps=50, batch_size=8, learning_rate=1e-12, head_learning_rate=1e-12, eval_every=2, early_stopping_patience=1)
+    result = train_multitask(tiny_model(tiny_backbone), data, frozen_lr, device="cpu", validation_splits=validation)
+    assert (result.steps, result.stopped_early, result.best_step) == (4, True, 2)
+
+    model = tiny_model(tiny_backbone)
+    learning = TrainConfig(max_steps=40, batch_size=8, learning_rate=1e-3, head_learning_rate=1e-2, eval_every=5)
+    result = train_multitask(model, data, learning, device="cpu", validation_splits=validation)
+    evals = [row["value"] for row in result.log if row["kind"] == "eval" and row["name"] == "mean"]
+    assert len(evals) == 8 and result.best_value == max(evals)
+    final = {"topic": evaluate_task(model, validation["topic"], "topic", batch_size=16, device="cpu")}
+    assert selection_value(final, "mean", {"topic": "sentence"}) == result.best_value  # the model is the best step's
+
+
+def test_eval_every_without_validation_split_is_an_error(tiny_backbone):
+    with pytest.raises(ValueError, match="no task has a validation split"):
+        train_multitask(tiny_model(tiny_backbone), splits(), TrainConfig(max_steps=2, eval_every=1), device="cpu")
+
+
+# -------------------------------------------------------------------- whole runs in a subprocess
+
+
+def run_config(tmp_path: Path, backbone: Path, **train) -> Path:
+    config = yaml.safe_load((REPO_ROOT / "data/configs/default.yaml").read_text())
+    config.update(name="resume", data_dir=str(SAMPLE_DIR))
+    config["model"].update(backbone=str(backbone), projection_dim=16)
+    config["embed"]["corpus"] = None
+    config["train"].update({"max_steps": 240, "batch_size": 8, "checkpoint_every": 20, "eval_every": 40, **train})
+    path = tmp_path / "resume.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def command(config: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "mtl_model", "--config", str(config), "--out", str(out), "--device", "cpu", "--json"]
+
+
+def weights(out: Path) -> dict[str, torch.Tensor]:
+    return {**load_file(str(out / "model/heads.safetensors")), **load_file(str(out / "model/encoder/model.safetensors"))}
+
+
+def assert_bitwise_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    different = [name for name in a if not torch.equal(a[name], b[name])]
+    assert different == []
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, tiny_backbone):
+    tmp = tmp_path_factory.mktemp("straight")
+    config = run_config(tmp, tiny_backbone)
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    subprocess.run(command(config, tmp / "out"), check=True, capture_output=True, env=env, cwd=REPO_ROOT)
+    return {"config": config, "out": tmp / "out"}
+
+
+def test_same_seed_same_weights_and_metrics(uninterrupted, tmp_path):
+    again = tmp_path / "again"
+    subprocess.run(command(uninterrupted["config"], again), check=True, capture_output=True, cwd=REPO_ROOT)
+    assert_bitwise_equal(weights(uninterrupted["out"]), weights(again))
+    assert json.loads((again / "metrics.json").read_text())["tasks"] == json.loads((uninterrupted["out"] / "metrics.json").read_text())["tasks"]
+
+
+def test_killed_run_resumes_to_the_same_weights(uninterrupted, tmp_path):
+    out = tmp_path / "killed"
+    process = subprocess.Popen(command(uninterrupted["config"], out), cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (out / "checkpoints" / "step-00000100.pt").exists():
+        assert process.poll() is None, "training finished before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (out / "model").exists()  # killed mid-run: no model yet
+    assert list((out / "checkpoints").glob("step-*.pt"))  # at least one complete checkpoint to resume from
+
+    finished = subprocess.run(command(uninterrupted["config"], out), check=True, capture_output=True, text=True, cwd=REPO_ROOT)
+    training = json.loads((out / "training.json").read_text())
+    assert training["resumed_from"] in (100, 120, 140, 160, 180, 200, 220)
+    assert_bitwise_equal(weights(uninterrupted["out"]), weights(out))
+    assert json.loads(finished.stdout)["metrics"] == json.loads((uninterrupted["out"] / "metrics.json").read_text())["tasks"]
+    assert not list((out / "checkpoints").glob("step-*.pt"))  # cleared once the model is saved
+
+
+def test_training_log_and_curve_are_written(uninterrupted):
+    log = pq.read_table(uninterrupted["out"] / "train_log.parquet").to_pandas()
+    assert set(log["kind"]) == {"train", "eval"}
+    assert log[(log["kind"] == "train") & (log["name"] == "loss")]["step"].max() == 240
+    assert sorted(log[(log["kind"] == "eval") & (log["name"] == "mean")]["step"]) == [40, 80, 120, 160, 200, 240]
+    png = (uninterrupted["out"] / "training_curve.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
