@@ -30,7 +30,7 @@ test-fast: setup
 
 lock:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet "torch==2.13.0" -e ".[test,hf]"
+	$(BIN)/python -m pip install --quiet "torch==2.13.0" -e ".[test,hf,bench]"
 	{ sed -n '/^#/p' requirements.lock; $(BIN)/pip freeze --all --exclude-editable | grep -v '^pip==' | sed 's/^torch==\(.*\)+cpu$$/torch==\1/'; } > requirements.lock.new
 	mv requirements.lock.new requirements.lock
 

@@ -18,6 +18,7 @@ from mtl_model.freeze import parse_freeze_policy
 
 SplitName = Literal["train", "validation", "test"]
 BUNDLED_BACKBONE = "bundled:all-MiniLM-L6-v2"
+TAGS_SUFFIX = "_tags"  # a joint task `x` has a sentence head `x` and a token head `x_tags`
 
 
 class _Strict(BaseModel):
@@ -49,8 +50,9 @@ class TaskSpec(_Strict):
 
     name: str
     """Identifier of the task; names its head, its Parquet folder and its metrics."""
-    kind: Literal["sentence", "token"]
-    """`sentence`: one label per text (topic, sentiment). `token`: one BIO tag per word (NER)."""
+    kind: Literal["sentence", "token", "joint"]
+    """`sentence`: one label per text (topic, sentiment). `token`: one BIO tag per word (NER).
+    `joint`: both on the same sentence (rows of words, tags and a label); its two losses are summed."""
     format: Literal["ag_news", "glue_tsv", "conll", "csv", "jsonl", "parquet", "hf"]
     """File format of the data files; `hf` reads Hugging Face hub datasets named `hf:<name>[/<config>][:<split>]`."""
     files: dict[Literal["train", "validation", "test", "all"], str]
@@ -73,6 +75,8 @@ class TaskSpec(_Strict):
     """Column with the list of BIO tags (token tasks in `jsonl`, `parquet`, `hf`)."""
     labels: list[str] | None = None
     """The label set, in head order. When absent it is the sorted set of training labels."""
+    tag_labels: list[str] | None = None
+    """The tag set of a `joint` task's token head; when absent, every B-/I- pair of the training tags plus O."""
     split: SplitSpec = SplitSpec()
     """How to split a dataset given as one `all` file."""
     loss_weight: float = Field(1.0, gt=0.0)
@@ -94,10 +98,11 @@ class TaskSpec(_Strict):
             raise ValueError(f"task {self.name!r}: files needs `train` and `test` (or a single `all`)")
         sentence_formats = {"ag_news", "glue_tsv", "csv", "jsonl", "parquet", "hf"}
         token_formats = {"conll", "jsonl", "parquet", "hf"}
-        if self.format not in (token_formats if self.kind == "token" else sentence_formats):
+        allowed = {"sentence": sentence_formats, "token": token_formats, "joint": {"jsonl", "parquet", "hf"}}[self.kind]
+        if self.format not in allowed:
             raise ValueError(
                 f"task {self.name!r}: kind {self.kind!r} does not fit format {self.format!r} "
-                f"(token tasks read {sorted(token_formats)}; sentence tasks read {sorted(sentence_formats)})"
+                f"(it reads {sorted(allowed)})"
             )
         hf_files = [path.startswith("hf:") for path in self.files.values()]
         if any(hf_files) != (self.format == "hf") or (self.format == "hf" and not all(hf_files)):
@@ -243,13 +248,16 @@ class PipelineConfig(_Strict):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"tasks: duplicate task names {duplicates}")
+        head_names = names + [f"{task.name}{TAGS_SUFFIX}" for task in self.tasks if task.kind == "joint"]
+        if len(set(head_names)) != len(head_names):
+            raise ValueError(f"tasks: a joint task's token head `<name>{TAGS_SUFFIX}` collides with a task name: {head_names}")
         policy = parse_freeze_policy(self.train.freeze_policy)
-        unknown = sorted(set(policy.frozen_heads) - set(names))
+        unknown = sorted(set(policy.frozen_heads) - set(head_names))
         if unknown:
-            raise ValueError(f"train.freeze_policy: head(s) {unknown} name no task; tasks are {names}")
+            raise ValueError(f"train.freeze_policy: head(s) {unknown} name no task; heads are {head_names}")
         metric_task = self.train.early_stopping_metric.split(".")[0]
-        if self.train.early_stopping_metric != "mean" and metric_task not in names:
-            raise ValueError(f"train.early_stopping_metric: task {metric_task!r} is not one of {names}")
+        if self.train.early_stopping_metric != "mean" and metric_task not in head_names:
+            raise ValueError(f"train.early_stopping_metric: task {metric_task!r} is not one of {head_names}")
         return self
 
     def resolve_data_path(self, relative: str, config_dir: Path) -> Path | str:

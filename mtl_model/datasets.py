@@ -26,15 +26,17 @@ class TaskData:
 
     spec: TaskSpec
     splits: dict[str, list]
-    labels: list[str]
+    labels: list[str]  # sentence labels, or tags of a token task
     reports: list[dict] = field(default_factory=list)
+    tag_labels: list[str] | None = None  # tags of a joint task
 
 
 def read_task_file(spec: TaskSpec, path: Path | str, split: str = "train") -> ReadResult:
     """Dispatch on the task's configured format."""
-    token_columns = {"tokens_column": spec.tokens_column, "tags_column": spec.tags_column} if spec.kind == "token" else {}
+    token_columns = {"tokens_column": spec.tokens_column, "tags_column": spec.tags_column} if spec.kind != "sentence" else {}
+    label_column = None if spec.kind == "token" else spec.label_column
     if spec.format == "hf":
-        return read_hf_dataset(str(path), split=split, text_column=spec.text_column, label_column=spec.label_column, **token_columns)
+        return read_hf_dataset(str(path), split=split, text_column=spec.text_column, label_column=label_column, **token_columns)
     if spec.format == "conll":
         return read_conll(path, tag_column=spec.tag_column, tag_scheme=spec.tag_scheme, invalid_bio=spec.invalid_bio)
     if spec.format == "glue_tsv":
@@ -42,26 +44,32 @@ def read_task_file(spec: TaskSpec, path: Path | str, split: str = "train") -> Re
     if spec.format == "ag_news":
         return read_ag_news(path)
     return read_table(
-        path, fmt=spec.format, text_column=spec.text_column, label_column=spec.label_column, id_column=spec.id_column,
+        path, fmt=spec.format, text_column=spec.text_column, label_column=label_column, id_column=spec.id_column,
         **token_columns,
     )
 
 
-def _example_labels(example: TextExample | TokenExample) -> list[str]:
-    if isinstance(example, TokenExample):
-        return example.tags
+def _sentence_labels(example: TextExample | TokenExample) -> list[str]:
     return [] if example.label is None else [example.label]
 
 
-def _label_set(spec: TaskSpec, train: list) -> list[str]:
-    """Configured labels, else the sorted training labels (for BIO: the B-/I- pair of every type, plus O)."""
-    if spec.labels is not None:
-        return list(spec.labels)
-    seen = {label for example in train for label in _example_labels(example)}
-    if spec.kind == "token":
-        types = {tag[2:] for tag in seen if tag != "O"}
-        seen = {"O"} | {f"{prefix}-{kind}" for kind in types for prefix in "BI"}
-        return ["O"] + sorted(seen - {"O"}, key=lambda tag: (tag[2:], tag[0]))
+def _tags(example: TextExample | TokenExample) -> list[str]:
+    return example.tags if isinstance(example, TokenExample) else []
+
+
+def _tag_set(configured: list[str] | None, train: list) -> list[str]:
+    """Configured tags, else O plus the B-/I- pair of every entity type seen in training."""
+    if configured is not None:
+        return list(configured)
+    types = {tag[2:] for example in train for tag in _tags(example) if tag != "O"}
+    return ["O"] + sorted((f"{prefix}-{kind}" for kind in types for prefix in "BI"), key=lambda tag: (tag[2:], tag[0]))
+
+
+def _label_set(configured: list[str] | None, train: list) -> list[str]:
+    """Configured labels, else the sorted training labels (numerically when they are numbers)."""
+    if configured is not None:
+        return list(configured)
+    seen = {label for example in train for label in _sentence_labels(example)}
     return sorted(seen, key=lambda label: (len(label), label) if label.isdigit() else (0, label))
 
 
@@ -70,10 +78,9 @@ def stratified_split(examples: list[TextExample | TokenExample], spec: SplitSpec
     from sklearn.model_selection import train_test_split
 
     def key(example: TextExample | TokenExample) -> str:
-        labels = _example_labels(example)
-        if isinstance(example, TokenExample):
-            return next((tag[2:] for tag in labels if tag != "O"), "O")
-        return labels[0] if labels else ""
+        if example.label is not None:
+            return example.label
+        return next((tag[2:] for tag in _tags(example) if tag != "O"), "O")
 
     keys = [key(example) for example in examples]
     stratify_ok = min(Counter(keys).values()) >= 3
@@ -104,16 +111,22 @@ def load_task_data(spec: TaskSpec, paths: dict[str, Path | str], *, on_invalid: 
     problems += [Problem(r.path, "", "file has no label column; every split of a task must be labelled") for r in missing_labels]
 
     train_key = "all" if "all" in results else "train"
-    labels = _label_set(spec, results[train_key].examples)
-    allowed = set(labels)
+    train = results[train_key].examples
+    labels = _tag_set(spec.labels, train) if spec.kind == "token" else _label_set(spec.labels, train)
+    tag_labels = _tag_set(spec.tag_labels, train) if spec.kind == "joint" else None
+    allowed_labels = set() if spec.kind == "token" else set(labels)
+    allowed_tags = set(labels) if spec.kind == "token" else set(tag_labels or [])
     for split, result in results.items():
         kept = []
         for example in result.examples:
-            unknown = sorted({label for label in _example_labels(example) if label not in allowed})
+            unknown = sorted(
+                {label for label in _sentence_labels(example) if label not in allowed_labels}
+                | {tag for tag in _tags(example) if tag not in allowed_tags}
+            )
             if unknown:
                 where = example.row_id.split(":", 1)[1]
                 where = f"line {where}" if where.isdigit() else where
-                problems.append(Problem(result.path, where, f"label(s) {unknown} not in the label set {labels}"))
+                problems.append(Problem(result.path, where, f"label(s) {unknown} not in the label set {labels + (tag_labels or [])}"))
                 result.rows_rejected += 1
             else:
                 kept.append(example)
@@ -129,4 +142,4 @@ def load_task_data(spec: TaskSpec, paths: dict[str, Path | str], *, on_invalid: 
         splits = stratified_split(results["all"].examples, spec.split)
     else:
         splits = {split: result.examples for split, result in results.items()}
-    return TaskData(spec=spec, splits=splits, labels=labels, reports=[r.summary() for r in results.values()])
+    return TaskData(spec=spec, splits=splits, labels=labels, reports=[r.summary() for r in results.values()], tag_labels=tag_labels)

@@ -83,3 +83,17 @@ def evaluate_task(model: MultiTaskModel, split: TokenizedSplit, task: str, *, ba
         return sentence_metrics(split.labels, predictions)
     gold, predicted = word_tags(split, predictions, spec.labels)
     return token_metrics(gold, predicted)
+
+
+def evaluate_splits(model: MultiTaskModel, splits: dict[str, TokenizedSplit], *, batch_size: int, device: str) -> dict[str, dict]:
+    """Metrics per head: a joint task `x` reports its sentence head as `x` and its token head as `x_tags`."""
+    from mtl_model.config import TAGS_SUFFIX
+
+    metrics = {}
+    for task, split in splits.items():
+        if split.metadata.get("kind") == "joint":
+            metrics[task] = evaluate_task(model, split.sentence_view(), task, batch_size=batch_size, device=device)
+            metrics[task + TAGS_SUFFIX] = evaluate_task(model, split, task + TAGS_SUFFIX, batch_size=batch_size, device=device)
+        else:
+            metrics[task] = evaluate_task(model, split, task, batch_size=batch_size, device=device)
+    return metrics

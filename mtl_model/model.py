@@ -101,12 +101,16 @@ class MultiTaskModel(nn.Module):
             features = self.normalize(features)
         out = {**features, "sentence_features": sentence_features}
         if task is not None:
-            spec = self.head_specs.get(task)
-            if spec is None:
-                raise KeyError(f"no head named {task!r}; heads: {sorted(self.head_specs)}")
-            source = sentence_features if spec.kind == "sentence" else features["token_embeddings"]
-            out["logits"] = self.heads[task](source)
+            out["logits"] = self.head_logits(out, task)
         return out
+
+    def head_logits(self, features: dict[str, torch.Tensor], head: str) -> torch.Tensor:
+        """One head's logits from `forward`'s features: (B, C) for sentence heads, (B, T, C) for token heads."""
+        spec = self.head_specs.get(head)
+        if spec is None:
+            raise KeyError(f"no head named {head!r}; heads: {sorted(self.head_specs)}")
+        source = features["sentence_features"] if spec.kind == "sentence" else features["token_embeddings"]
+        return self.heads[head](source)
 
     # ------------------------------------------------------------------------------- persistence
 

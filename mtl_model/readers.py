@@ -44,11 +44,12 @@ class TextExample:
 
 @dataclass(frozen=True)
 class TokenExample:
-    """A sentence as words with one BIO tag per word."""
+    """A sentence as words with one BIO tag per word; joint data also carries a sentence label."""
 
     row_id: str
     tokens: list[str]
     tags: list[str]
+    label: str | None = None
 
 
 @dataclass
@@ -410,7 +411,14 @@ def _validate_rows(
             else:
                 tags = [str(tag) for tag in tags]
                 problems += [f"word {index + 1}: {message}" for index, message in bio_problems(tags)]
-                example = TokenExample(f"{path_name}:{location}", [str(token) for token in tokens], tags)
+                label = None
+                if label_column is not None:  # joint data: the sentence label rides along
+                    issue = _label_problem(row.get(label_column))
+                    if issue:
+                        problems.append(issue)
+                    else:
+                        label = _label_text(row[label_column])
+                example = TokenExample(f"{path_name}:{location}", [str(token) for token in tokens], tags, label)
         else:
             if text_column not in row:
                 problems.append(f"no text column {text_column!r} (columns: {sorted(row)})")
@@ -450,7 +458,7 @@ def read_table(
     """Generic CSV (with header), JSONL or Parquet with configurable columns.
 
     Sentence data: a text and a label column. Token data (`tokens_column` set): a list of words and a
-    list of BIO tags per row (JSONL or Parquet).
+    list of BIO tags per row (JSONL or Parquet); with `label_column` too, joint data (both per row).
     """
     path = Path(path)
     result = ReadResult(str(path))

@@ -14,11 +14,11 @@ from pathlib import Path
 import torch
 
 from mtl_model.backbone import load_tokenizer
-from mtl_model.config import EmbedConfig, EvaluateConfig, ModelConfig, TaskSpec, TokenizeConfig, TrainConfig
+from mtl_model.config import TAGS_SUFFIX, EmbedConfig, EvaluateConfig, ModelConfig, TaskSpec, TokenizeConfig, TrainConfig
 from mtl_model.datasets import load_task_data
 from mtl_model.embed import embed_corpus, read_corpus
 from mtl_model.errors import DataValidationError
-from mtl_model.evaluate import evaluate_task
+from mtl_model.evaluate import evaluate_splits
 from mtl_model.io import json_sha256, source_fingerprint, tree_sha256, write_json_atomic
 from mtl_model.model import HeadSpec, MultiTaskModel, build_model
 from mtl_model.tokenization import encode_examples, load_tokenized, pad_encoded, write_encoded
@@ -57,7 +57,8 @@ def tokenize_step(task: TaskSpec, files: dict[str, str], tokenize: TokenizeConfi
         if not examples:
             continue
         table, split_stats = encode_examples(
-            tokenizer, examples, kind=task.kind, labels=data.labels, max_seq_length=tokenize.max_seq_length
+            tokenizer, examples, kind=task.kind, labels=data.labels, max_seq_length=tokenize.max_seq_length,
+            tag_labels=data.tag_labels,
         )
         target = Path(out_dir) / "encoded" / task.name / f"{split}.parquet"
         write_encoded(target, table, {
@@ -65,6 +66,7 @@ def tokenize_step(task: TaskSpec, files: dict[str, str], tokenize: TokenizeConfi
             "kind": task.kind,
             "split": split,
             "labels": data.labels,
+            "tag_labels": data.tag_labels,
             "tokenizer": backbone,
             "max_seq_length": tokenize.max_seq_length,
             "pad_token_id": int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0),
@@ -73,7 +75,10 @@ def tokenize_step(task: TaskSpec, files: dict[str, str], tokenize: TokenizeConfi
         })
         written[split] = str(target)
         stats[split] = split_stats.as_dict()
-    return {"task": task.name, "kind": task.kind, "labels": data.labels, "encoded": written, "stats": stats, "reads": data.reports}
+    return {
+        "task": task.name, "kind": task.kind, "labels": data.labels, "tag_labels": data.tag_labels,
+        "encoded": written, "stats": stats, "reads": data.reports,
+    }
 
 
 def pad_step(encoded: dict, max_seq_length: int, out_dir: str) -> dict:
@@ -87,7 +92,22 @@ def pad_step(encoded: dict, max_seq_length: int, out_dir: str) -> dict:
         pad_encoded(source, target, max_seq_length=max_seq_length, pad_token_id=pad_id)
         files[split] = str(target)
     truncated = {split: s["truncated"] for split, s in encoded["stats"].items()}
-    return {"task": encoded["task"], "kind": encoded["kind"], "labels": encoded["labels"], "files": files, "truncated": truncated}
+    return {
+        "task": encoded["task"], "kind": encoded["kind"], "labels": encoded["labels"], "tag_labels": encoded.get("tag_labels"),
+        "files": files, "truncated": truncated,
+    }
+
+
+def head_specs(tokenized: list[dict]) -> list[HeadSpec]:
+    """One head per task; a joint task `x` gets a sentence head `x` and a token head `x_tags`."""
+    heads = []
+    for t in tokenized:
+        if t["kind"] == "joint":
+            heads.append(HeadSpec(name=t["task"], kind="sentence", labels=t["labels"]))
+            heads.append(HeadSpec(name=t["task"] + TAGS_SUFFIX, kind="token", labels=t["tag_labels"]))
+        else:
+            heads.append(HeadSpec(name=t["task"], kind=t["kind"], labels=t["labels"]))
+    return heads
 
 
 def train_step(
@@ -109,7 +129,7 @@ def train_step(
     `<out>/train_log.parquet` and `<out>/training_curve.png`.
     """
     torch.manual_seed(train_config.seed)  # head initialisation is part of the seeded run
-    heads = [HeadSpec(name=t["task"], kind=t["kind"], labels=t["labels"]) for t in tokenized]
+    heads = head_specs(tokenized)
     model = build_model(
         backbone=model_config.backbone,
         heads=heads,
@@ -180,14 +200,13 @@ def write_training_log(rows: list[dict], parquet_path: Path, png_path: Path) -> 
 def evaluate_step(model_dir: str, tokenized: list[dict], config: EvaluateConfig, *, device: str, out_dir: str, training: dict) -> dict:
     """Metrics of every task on its `config.split`; writes `<out>/metrics.json`."""
     model, _ = MultiTaskModel.load(model_dir, map_location=device)
-    results = {}
-    for task in tokenized:
-        path = task["files"].get(config.split)
-        if path is None:
-            raise ValueError(f"task {task['task']!r} has no {config.split!r} split to evaluate")
-        started = time.perf_counter()
-        results[task["task"]] = evaluate_task(model, load_tokenized(path), task["task"], batch_size=config.batch_size, device=device)
-        log.info("evaluated %s in %.1fs", task["task"], time.perf_counter() - started)
+    missing = [t["task"] for t in tokenized if config.split not in t["files"]]
+    if missing:
+        raise ValueError(f"task(s) {missing} have no {config.split!r} split to evaluate")
+    started = time.perf_counter()
+    splits = {t["task"]: load_tokenized(t["files"][config.split]) for t in tokenized}
+    results = evaluate_splits(model, splits, batch_size=config.batch_size, device=device)
+    log.info("evaluated %s in %.1fs", sorted(results), time.perf_counter() - started)
     metrics = {
         "tasks": results,
         "split": config.split,

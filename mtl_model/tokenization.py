@@ -70,19 +70,27 @@ def encode_examples(
     kind: str,
     labels: Sequence[str],
     max_seq_length: int,
+    tag_labels: Sequence[str] | None = None,
 ) -> tuple[pa.Table, EncodeStats]:
-    """Tokenize a split (truncating to max_seq_length) into a ragged Arrow table; count what truncation cut."""
+    """Tokenize a split (truncating to max_seq_length) into a ragged Arrow table; count what truncation cut.
+
+    `kind` is `sentence`, `token`, or `joint` (token tags from `tag_labels` plus a sentence label from `labels`).
+    """
     label_to_id = {label: index for index, label in enumerate(labels)}
+    tag_to_id = {tag: index for index, tag in enumerate(tag_labels if kind == "joint" else labels)}
+    words = kind != "sentence"
     stats = EncodeStats(rows=len(examples))
     columns: dict[str, list] = {"row_id": [], "input_ids": [], "labels": []}
-    if kind == "token":
+    if words:
         columns.update(word_index=[], word_labels=[])
+    if kind == "joint":
+        columns["sentence_labels"] = []
     for start in range(0, len(examples), _BATCH):
         batch = examples[start : start + _BATCH]
-        inputs = [example.tokens for example in batch] if kind == "token" else [example.text for example in batch]
+        inputs = [example.tokens for example in batch] if words else [example.text for example in batch]
         encoding = tokenizer(
             inputs,
-            is_split_into_words=kind == "token",
+            is_split_into_words=words,
             truncation=True,
             max_length=max_seq_length,
             return_overflowing_tokens=True,
@@ -97,7 +105,9 @@ def encode_examples(
             if kind == "sentence":
                 columns["labels"].append(label_to_id[example.label])
                 continue
-            word_label_ids = [label_to_id[tag] for tag in example.tags]
+            if kind == "joint":
+                columns["sentence_labels"].append(label_to_id[example.label])
+            word_label_ids = [tag_to_id[tag] for tag in example.tags]
             word_ids = encoding.word_ids(chunk)
             token_labels, word_index = align_labels_to_subwords(word_ids, word_label_ids)
             columns["labels"].append(token_labels)
@@ -115,6 +125,7 @@ def encode_examples(
         "labels": pa.int64() if kind == "sentence" else pa.list_(pa.int64()),
         "word_index": pa.list_(pa.int32()),
         "word_labels": pa.list_(pa.int64()),
+        "sentence_labels": pa.int64(),
     }
     table = pa.table({name: pa.array(values, type=types[name]) for name, values in columns.items()})
     return table, stats
@@ -164,6 +175,8 @@ def pad_encoded(source: str | Path, target: str | Path, *, max_seq_length: int, 
     if metadata["kind"] == "sentence":
         columns["labels"] = table.column("labels")
     else:
+        if metadata["kind"] == "joint":
+            columns["sentence_labels"] = table.column("sentence_labels")
         columns["labels"] = _fixed(_pad(table.column("labels").to_pylist(), max_seq_length, IGNORE_INDEX, np.int64), pa.int64())
         columns["word_index"] = _fixed(_pad(table.column("word_index").to_pylist(), max_seq_length, -1, np.int32), pa.int32())
         columns["word_labels"] = table.column("word_labels")
@@ -183,9 +196,14 @@ class TokenizedSplit:
     metadata: dict
     word_index: np.ndarray | None = None  # (N, L), token tasks
     word_labels: list[list[int]] | None = None  # per row, every word's gold label id
+    sentence_labels: np.ndarray | None = None  # (N,), joint tasks
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
+
+    def sentence_view(self) -> TokenizedSplit:
+        """A joint split seen as a sentence task (labels = the sentence labels)."""
+        return TokenizedSplit(self.input_ids, self.attention_mask, self.sentence_labels, {**self.metadata, "kind": "sentence"})
 
 
 def _matrix(column: pa.ChunkedArray, dtype) -> np.ndarray:
@@ -198,7 +216,7 @@ def load_tokenized(path: str | Path) -> TokenizedSplit:
     """Read a padded Parquet file written by `pad_encoded`."""
     table = pq.read_table(path)
     metadata = read_metadata(path)
-    token_task = metadata["kind"] == "token"
+    token_task = metadata["kind"] != "sentence"
     return TokenizedSplit(
         input_ids=_matrix(table.column("input_ids"), np.int64),
         attention_mask=_matrix(table.column("attention_mask"), np.int64),
@@ -206,4 +224,5 @@ def load_tokenized(path: str | Path) -> TokenizedSplit:
         metadata=metadata,
         word_index=_matrix(table.column("word_index"), np.int64) if token_task else None,
         word_labels=table.column("word_labels").to_pylist() if token_task else None,
+        sentence_labels=table.column("sentence_labels").to_numpy().astype(np.int64) if metadata["kind"] == "joint" else None,
     )

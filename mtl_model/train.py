@@ -120,6 +120,8 @@ def trimmed_batch(split: TokenizedSplit, rows: np.ndarray) -> dict[str, torch.Te
     }
     labels = split.labels[rows]
     batch["labels"] = torch.from_numpy(labels if labels.ndim == 1 else labels[:, :length])  # (B,) or (B, T)
+    if split.sentence_labels is not None:  # joint data: the same rows also carry a sentence label
+        batch["sentence_labels"] = torch.from_numpy(split.sentence_labels[rows])  # (B,)
     return batch
 
 
@@ -315,7 +317,8 @@ def train_multitask(
 
     `progress=None` shows a console bar only when stderr is a terminal.
     """
-    from mtl_model.evaluate import evaluate_task
+    from mtl_model.config import TAGS_SUFFIX
+    from mtl_model.evaluate import evaluate_splits
 
     policy: FreezePolicy = parse_freeze_policy(config.freeze_policy)
     trainable, total = apply_freeze_policy(model, policy)
@@ -403,7 +406,11 @@ def train_multitask(
                 autocast = torch.autocast(device_type=device, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
                 with autocast:
                     out = model(batch["input_ids"], batch["attention_mask"], task=task)
-                loss = task_loss(out["logits"], batch["labels"])
+                    tag_logits = model.head_logits(out, task + TAGS_SUFFIX) if "sentence_labels" in batch else None
+                if tag_logits is not None:  # joint: sentence loss + token loss on the same forward pass
+                    loss = task_loss(out["logits"], batch["sentence_labels"]) + task_loss(tag_logits, batch["labels"])
+                else:
+                    loss = task_loss(out["logits"], batch["labels"])
                 weighted = uncertainty(task, loss) if uncertainty is not None else fixed_weights[task] * loss
                 (weighted / config.gradient_accumulation_steps).backward()
                 step_losses[task] = step_losses.get(task, 0.0) + float(loss.detach())
@@ -427,7 +434,7 @@ def train_multitask(
             on_step(step, steps, weighted_total)
 
         if config.eval_every and (step % config.eval_every == 0 or step == steps):
-            metrics = {t: evaluate_task(model, s, t, batch_size=eval_batch_size, device=device) for t, s in validation.items()}
+            metrics = evaluate_splits(model, validation, batch_size=eval_batch_size, device=device)
             value = selection_value(metrics, config.early_stopping_metric, kinds)
             result.log.extend(
                 {"step": step, "kind": "eval", "task": t, "name": k, "value": float(v)}

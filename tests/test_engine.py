@@ -158,3 +158,35 @@ def test_training_log_and_curve_are_written(uninterrupted):
     assert sorted(log[(log["kind"] == "eval") & (log["name"] == "mean")]["step"]) == [40, 80, 120, 160, 200, 240]
     png = (uninterrupted["out"] / "training_curve.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_joint_task_trains_both_heads_on_one_forward_pass(tmp_path, tiny_backbone):
+    """Paired data: each sentence has BIO tags and a sentence label; both losses are summed."""
+    from mtl_model.cli import run_plain
+    from mtl_model.readers import read_conll
+
+    def write_jsonl(source: str, target: Path) -> None:
+        rows = [
+            {"tokens": e.tokens, "tags": e.tags, "label": "person" if "B-PER" in e.tags else "other"}
+            for e in read_conll(SAMPLE_DIR / "ner" / source).examples
+        ]
+        target.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+    write_jsonl("train.txt", tmp_path / "train.jsonl")
+    write_jsonl("test.txt", tmp_path / "test.jsonl")
+    config = {
+        "name": "joint", "data_dir": str(tmp_path),
+        "tasks": [{"name": "news", "kind": "joint", "format": "jsonl", "files": {"train": "train.jsonl", "test": "test.jsonl"}}],
+        "model": {"backbone": str(tiny_backbone), "projection_dim": 16},
+        "train": {"max_steps": 30, "batch_size": 16, "learning_rate": 1e-3},
+    }
+    (tmp_path / "joint.yaml").write_text(yaml.safe_dump(config))
+    result = run_plain(str(tmp_path / "joint.yaml"), out=str(tmp_path / "out"), device="cpu")
+    assert set(result["metrics"]) == {"news", "news_tags"}
+    assert set(result["metrics"]["news"]) >= {"accuracy", "f1"} and set(result["metrics"]["news_tags"]) >= {"f1", "token_accuracy"}
+    saved = json.loads((tmp_path / "out/model/mtl_model.json").read_text())
+    assert [(h["name"], h["kind"], len(h["labels"])) for h in saved["heads"]] == [("news", "sentence", 2), ("news_tags", "token", 9)]
+    log = pq.read_table(tmp_path / "out/train_log.parquet").to_pandas()
+    assert log[(log["name"] == "loss")]["task"].unique().tolist() == ["news"]
+    meta = json.loads(pq.read_schema(tmp_path / "out/tokenized/news/train.parquet").metadata[b"mtl"])
+    assert meta["kind"] == "joint" and meta["labels"] == ["other", "person"] and meta["tag_labels"][0] == "O"

@@ -30,16 +30,26 @@ def write_config(tmp_path: Path, backbone: Path, data_dir: Path, **train) -> Pat
     return path
 
 
-def task_run_states(flow_state) -> dict[str, str]:
-    """Task run name → final state name, read back from the Prefect API."""
+def task_run_states(flow_state, expected: int = 10, timeout: float = 60.0) -> dict[str, str]:
+    """Task run name → final state name, read back from the Prefect API.
+
+    Prefect records task run states asynchronously, so poll until all `expected` runs have a final state.
+    """
+    import time
+
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
+    deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_state.state_details.flow_run_id]))
-        )
-    return {run.name: run.state.name for run in runs}
+        while True:
+            runs = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_state.state_details.flow_run_id]))
+            )
+            states = {run.name: run.state.name for run in runs if run.state is not None and run.state.is_final()}
+            if len(states) >= expected or time.monotonic() > deadline:
+                return states
+            time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +92,8 @@ def test_every_output_exists_with_its_schema(first_run):
     assert sorted(pd.Series(test_labels).value_counts().tolist()) == [20, 20, 20, 20]
     for name in ("mtl_model.json", "heads.safetensors", "encoder/config.json", "encoder/model.safetensors", "encoder/tokenizer.json"):
         assert (out / "model" / name).is_file(), name
+    for name in ("training.json", "train_log.parquet", "training_curve.png"):
+        assert (out / name).is_file(), name
 
 
 def test_metrics_present_and_in_range(first_run):
