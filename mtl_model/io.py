@@ -110,12 +110,3 @@ def write_json_atomic(path: str | Path, value: Any) -> None:
 def write_parquet_atomic(path: str | Path, table: pa.Table) -> None:
     with atomic_path(path) as temp:
         pq.write_table(table, temp)
-
-
-def remove_path(path: str | Path) -> None:
-    """Remove a file or directory if present (used to drop stale outputs after a failed step)."""
-    target = Path(path)
-    if target.is_dir():
-        shutil.rmtree(target)
-    elif target.exists():
-        target.unlink()
