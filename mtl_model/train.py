@@ -148,7 +148,7 @@ class UncertaintyWeights(nn.Module):
         return loss * torch.exp(-s) + s
 
     def weights(self) -> dict[str, float]:
-        return {task: float(torch.exp(-self.log_variances[i])) for task, i in self.index.items()}
+        return {task: float(torch.exp(-self.log_variances[i].detach())) for task, i in self.index.items()}
 
 
 def _no_decay(name: str) -> bool:
