@@ -164,8 +164,9 @@ class TrainConfig(_Strict):
     """Share of steps with linearly increasing learning rate; then linear decay to zero."""
     max_grad_norm: float | None = Field(1.0, gt=0.0)
     """Clip the global gradient norm to this value; `null` disables clipping."""
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
-    """Compute precision of forward/backward (weights stay fp32). `auto`: bf16 where the device computes it natively."""
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """Compute precision of forward/backward (weights stay fp32). `auto`: bf16 where the device computes it
+    natively, fp16 (with a gradient scaler) on GPUs without bf16, else fp32."""
     group_by_length: bool = True
     """Batch rows of similar length together (shuffled in windows of 50 batches) so batches carry little padding."""
     eval_every: int | None = Field(None, ge=1)

@@ -29,16 +29,17 @@ def cpu_has_bf16() -> bool:
 
 
 def resolve_precision(device: str, requested: str = "auto") -> str:
-    """`auto` → `bf16` where the device computes it natively (GPUs with bf16, CPUs with AVX512-BF16/AMX), else `fp32`."""
-    if requested not in ("auto", "fp32", "bf16"):
-        raise ConfigError(f"precision must be auto, fp32 or bf16, got {requested!r}")
+    """`auto` → `bf16` where the device computes it natively (GPUs with bf16, CPUs with AVX512-BF16/AMX),
+    `fp16` on older GPUs (trained with a gradient scaler), else `fp32`."""
+    if requested not in ("auto", "fp32", "bf16", "fp16"):
+        raise ConfigError(f"precision must be auto, fp32, bf16 or fp16, got {requested!r}")
     if requested != "auto":
         return requested
     if device == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "bf16" if cpu_has_bf16() else "fp32"
 
 
 def autocast_dtype(precision: str) -> torch.dtype | None:
     """The autocast dtype for a resolved precision (None: plain fp32)."""
-    return torch.bfloat16 if precision == "bf16" else None
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)

@@ -339,6 +339,7 @@ def train_multitask(
     optimizer = build_optimizer(model, config, uncertainty)
     scheduler = linear_schedule(optimizer, int(config.warmup_ratio * steps), steps)
     amp_dtype = autocast_dtype(precision)
+    scaler = torch.amp.GradScaler(device, enabled=precision == "fp16")  # fp16 gradients underflow without it
     fixed_weights = {task: 1.0 for task in tasks} | (loss_weights or {})
     frozen = frozen_modules(model, policy)
     kinds = {head.name: head.kind for head in model.config.heads}
@@ -357,6 +358,7 @@ def train_multitask(
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "uncertainty": uncertainty.state_dict() if uncertainty else None,
+            "scaler": scaler.state_dict(),
             "rng_numpy": rng.bit_generator.state,
             "rng_torch": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
@@ -374,6 +376,7 @@ def train_multitask(
         scheduler.load_state_dict(saved["scheduler"])
         if uncertainty is not None:
             uncertainty.load_state_dict(saved["uncertainty"])
+        scaler.load_state_dict(saved["scaler"])
         rng.bit_generator.state = saved["rng_numpy"]
         torch.set_rng_state(saved["rng_torch"])
         if saved["rng_cuda"] is not None and torch.cuda.is_available():
@@ -412,14 +415,16 @@ def train_multitask(
                 else:
                     loss = task_loss(out["logits"], batch["labels"])
                 weighted = uncertainty(task, loss) if uncertainty is not None else fixed_weights[task] * loss
-                (weighted / config.gradient_accumulation_steps).backward()
+                scaler.scale(weighted / config.gradient_accumulation_steps).backward()
                 step_losses[task] = step_losses.get(task, 0.0) + float(loss.detach())
                 weighted_total += float(weighted.detach()) / config.gradient_accumulation_steps
                 result.examples_seen += int(batch["input_ids"].shape[0])
         if config.max_grad_norm is not None:
+            scaler.unscale_(optimizer)  # clip true gradients, not scaled ones
             parameters = [p for group in optimizer.param_groups for p in group["params"]]
             torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)
-        optimizer.step()
+        scaler.step(optimizer)  # skips the step if fp16 gradients overflowed
+        scaler.update()
         scheduler.step()
         step += 1
         result.losses.append(weighted_total)

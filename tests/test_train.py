@@ -9,7 +9,7 @@ import torch
 from mtl_model.config import TrainConfig
 from mtl_model.device import autocast_dtype, resolve_precision
 from mtl_model.errors import ConfigError
-from mtl_model.train import GROUP_WINDOW, BatchStream, linear_schedule, total_steps
+from mtl_model.train import GROUP_WINDOW, BatchStream, linear_schedule, total_steps, train_multitask
 
 
 def test_plain_stream_covers_every_row_once_per_epoch():
@@ -61,6 +61,19 @@ def test_total_steps_from_epochs_or_max_steps():
 def test_precision_resolution():
     assert resolve_precision("cpu", "fp32") == "fp32" and resolve_precision("cpu", "bf16") == "bf16"
     assert resolve_precision("cpu", "auto") in ("fp32", "bf16")
-    assert autocast_dtype("bf16") is torch.bfloat16 and autocast_dtype("fp32") is None
-    with pytest.raises(ConfigError, match="precision must be auto, fp32 or bf16"):
+    assert autocast_dtype("bf16") is torch.bfloat16 and autocast_dtype("fp16") is torch.float16 and autocast_dtype("fp32") is None
+    with pytest.raises(ConfigError, match="precision must be auto, fp32, bf16 or fp16"):
         resolve_precision("cpu", "fp8")
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_every_precision_trains(tiny_backbone, precision):
+    """fp16 goes through the gradient scaler (on CPU here; the same code path serves GPUs without bf16)."""
+    from tests.test_model import one_batch_split, tiny_model
+
+    model = tiny_model(tiny_backbone)
+    config = TrainConfig(max_steps=40, batch_size=8, learning_rate=3e-3, head_learning_rate=3e-3, warmup_ratio=0.0, precision=precision)
+    result = train_multitask(model, {"topic": one_batch_split(seed=2)}, config, device="cpu", precision=precision)
+    assert result.precision == precision
+    assert result.losses[-1] < 0.5 * result.losses[0], (result.losses[0], result.losses[-1])
+    assert all(torch.isfinite(p).all() for p in model.parameters())
