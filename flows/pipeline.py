@@ -12,10 +12,7 @@ from typing import Literal
 from prefect import flow
 
 from mtl_model.cli import run_cli
-from mtl_model.config import plan_run
-from mtl_model.device import resolve_device, resolve_precision
-from mtl_model.pipeline import Steps, run_pipeline
-from mtl_model.runtime import quiet_third_party
+from mtl_model.pipeline import Steps, prepare_run, run_pipeline
 from tasks.data import pad_data, tokenize_data, validate_inputs
 from tasks.model import embed_corpus, evaluate_model, train_model
 
@@ -43,12 +40,9 @@ def pipeline(
         overrides: `section.field=value` settings applied over the config, e.g. `train.max_steps=500`.
         only_tasks: Train and evaluate only these tasks of the config (default: all).
     """
-    quiet_third_party()
-    plan = plan_run(
-        config_path, out=out, data_dir=data_dir, freeze_policy=freeze_policy, overrides=overrides, only_tasks=only_tasks
+    plan, chosen_device, precision = prepare_run(
+        config_path, out=out, data_dir=data_dir, freeze_policy=freeze_policy, device=device, overrides=overrides, only_tasks=only_tasks
     )
-    chosen_device = resolve_device(device)
-    precision = resolve_precision(chosen_device, plan.config.train.precision)
     return run_pipeline(plan, device=chosen_device, precision=precision, steps=PREFECT_STEPS)
 
 

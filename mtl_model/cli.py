@@ -50,15 +50,12 @@ def run_plain(
     only_tasks: list[str] | None = None,
 ) -> dict:
     """The whole pipeline without Prefect (no caching, no retries): each step runs once, in order."""
-    from mtl_model.config import plan_run
-    from mtl_model.device import resolve_device, resolve_precision
-    from mtl_model.pipeline import run_pipeline
-    from mtl_model.runtime import quiet_third_party
+    from mtl_model.pipeline import prepare_run, run_pipeline
 
-    quiet_third_party()
-    plan = plan_run(config_path, out=out, data_dir=data_dir, freeze_policy=freeze_policy, overrides=overrides, only_tasks=only_tasks)
-    chosen = resolve_device(device)
-    return run_pipeline(plan, device=chosen, precision=resolve_precision(chosen, plan.config.train.precision))
+    plan, chosen_device, precision = prepare_run(
+        config_path, out=out, data_dir=data_dir, freeze_policy=freeze_policy, device=device, overrides=overrides, only_tasks=only_tasks
+    )
+    return run_pipeline(plan, device=chosen_device, precision=precision)
 
 
 def main(argv: list[str] | None = None) -> int:

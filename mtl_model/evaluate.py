@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from mtl_model.config import TAGS_SUFFIX
 from mtl_model.model import MultiTaskModel
 from mtl_model.tokenization import TokenizedSplit
 
@@ -87,8 +88,6 @@ def evaluate_task(model: MultiTaskModel, split: TokenizedSplit, task: str, *, ba
 
 def evaluate_splits(model: MultiTaskModel, splits: dict[str, TokenizedSplit], *, batch_size: int, device: str) -> dict[str, dict]:
     """Metrics per head: a joint task `x` reports its sentence head as `x` and its token head as `x_tags`."""
-    from mtl_model.config import TAGS_SUFFIX
-
     metrics = {}
     for task, split in splits.items():
         if split.metadata.get("kind") == "joint":

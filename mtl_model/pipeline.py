@@ -10,7 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mtl_model import steps as plain
-from mtl_model.config import RunPlan
+from mtl_model.config import RunPlan, plan_run
+from mtl_model.device import resolve_device, resolve_precision
+from mtl_model.runtime import quiet_third_party
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,24 @@ class Steps:
 
 
 PLAIN_STEPS = Steps(plain.validate_step, plain.tokenize_step, plain.pad_step, plain.train_step, plain.evaluate_step, plain.embed_step)
+
+
+def prepare_run(
+    config_path: str | None,
+    *,
+    out: str | None,
+    data_dir: str | None,
+    freeze_policy: str | None,
+    device: str,
+    overrides: list[str] | None,
+    only_tasks: list[str] | None,
+) -> tuple[RunPlan, str, str]:
+    """What every entry point does first: quiet third-party logs, resolve the plan, then device and
+    precision (decided once, here)."""
+    quiet_third_party()
+    plan = plan_run(config_path, out=out, data_dir=data_dir, freeze_policy=freeze_policy, overrides=overrides, only_tasks=only_tasks)
+    chosen = resolve_device(device)
+    return plan, chosen, resolve_precision(chosen, plan.config.train.precision)
 
 
 def run_pipeline(plan: RunPlan, *, device: str, precision: str, steps: Steps = PLAIN_STEPS) -> dict:

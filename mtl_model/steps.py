@@ -19,9 +19,9 @@ from mtl_model.datasets import load_task_data
 from mtl_model.embed import embed_corpus, read_corpus
 from mtl_model.errors import DataValidationError
 from mtl_model.evaluate import evaluate_splits
-from mtl_model.io import json_sha256, source_fingerprint, tree_sha256, write_json_atomic
+from mtl_model.io import atomic_path, json_sha256, source_fingerprint, tree_sha256, write_json_atomic, write_parquet_atomic
 from mtl_model.model import HeadSpec, MultiTaskModel, build_model
-from mtl_model.tokenization import encode_examples, load_tokenized, pad_encoded, write_encoded
+from mtl_model.tokenization import encode_examples, load_tokenized, pad_encoded, read_metadata, write_encoded
 from mtl_model.train import Checkpointer, train_multitask
 
 log = logging.getLogger(__name__)
@@ -83,8 +83,6 @@ def tokenize_step(task: TaskSpec, files: dict[str, str], tokenize: TokenizeConfi
 
 def pad_step(encoded: dict, max_seq_length: int, out_dir: str) -> dict:
     """Pad each encoded split to max_seq_length; write `<out>/tokenized/<task>/<split>.parquet`."""
-    from mtl_model.tokenization import read_metadata
-
     files = {}
     for split, source in encoded["encoded"].items():
         pad_id = read_metadata(source)["pad_token_id"]
@@ -172,8 +170,6 @@ def write_training_log(rows: list[dict], parquet_path: Path, png_path: Path) -> 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import pyarrow as pa
-
-    from mtl_model.io import atomic_path, write_parquet_atomic
 
     write_parquet_atomic(parquet_path, pa.Table.from_pylist(rows, schema=pa.schema([
         ("step", pa.int64()), ("kind", pa.string()), ("task", pa.string()), ("name", pa.string()), ("value", pa.float64()),

@@ -24,8 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mtl_model.config import TrainConfig
+from mtl_model.config import TAGS_SUFFIX, TrainConfig
 from mtl_model.device import autocast_dtype
+from mtl_model.evaluate import evaluate_splits
 from mtl_model.freeze import FreezePolicy, apply_freeze_policy, frozen_modules, parse_freeze_policy
 from mtl_model.io import atomic_path
 from mtl_model.model import MultiTaskModel
@@ -79,19 +80,24 @@ class BatchStream:
         self._batches = [np.asarray(batch, dtype=np.int64) for batch in state["batches"]]
 
 
+def sampling_probabilities(strategy: str, sizes: dict[str, int], temperature: float = 2.0) -> np.ndarray:
+    """Share of micro-steps each task gets, in `sizes` order: uniform, ∝ size, or ∝ size^(1/T)."""
+    counts = np.array(list(sizes.values()), dtype=np.float64)
+    if strategy == "proportional":
+        weights = counts
+    elif strategy == "temperature":
+        weights = counts ** (1.0 / temperature)
+    else:
+        weights = np.ones(len(counts))
+    return weights / weights.sum()
+
+
 class TaskSampler:
     """Which task(s) the next micro-step trains on."""
 
     def __init__(self, strategy: str, sizes: dict[str, int], rng: np.random.Generator, temperature: float = 2.0) -> None:
         self.strategy, self.tasks, self.rng = strategy, list(sizes), rng
-        counts = np.array([sizes[task] for task in self.tasks], dtype=np.float64)
-        if strategy == "proportional":
-            weights = counts
-        elif strategy == "temperature":
-            weights = counts ** (1.0 / temperature)
-        else:
-            weights = np.ones(len(self.tasks))
-        self.probabilities = weights / weights.sum()
+        self.probabilities = sampling_probabilities(strategy, sizes, temperature)
         self._position = 0
 
     def next_tasks(self) -> list[str]:
@@ -183,14 +189,21 @@ def linear_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int, total_s
 
 
 def total_steps(config: TrainConfig, split_sizes: dict[str, int]) -> int:
-    """`max_steps`, else `epochs` passes over the largest task's training split (in optimizer steps)."""
+    """`max_steps`, else the optimizer steps in which the largest task sees `epochs` passes over its split.
+
+    With `all`, every micro-step holds one batch of the largest task; with one task per batch it gets
+    its sampling share of the micro-steps, so the same number of passes takes proportionally more steps.
+    """
     if config.max_steps is not None:
         return config.max_steps
-    largest = max(math.ceil(size / config.batch_size) for size in split_sizes.values())
-    per_step = config.gradient_accumulation_steps
+    batches = {task: math.ceil(size / config.batch_size) for task, size in split_sizes.items()}
+    largest = max(batches, key=batches.get)
+    share = 1.0
     if config.task_sampling != "all":
-        per_step = max(1, per_step // len(split_sizes))  # each micro-step trains one task, not all of them
-    return max(1, math.ceil(config.epochs * largest / per_step))
+        probabilities = sampling_probabilities(config.task_sampling, split_sizes, config.sampling_temperature)
+        share = float(probabilities[list(split_sizes).index(largest)])
+    micro_steps = config.epochs * batches[largest] / share
+    return max(1, math.ceil(micro_steps / config.gradient_accumulation_steps))
 
 
 # --------------------------------------------------------------------------------- evaluation
@@ -317,9 +330,6 @@ def train_multitask(
 
     `progress=None` shows a console bar only when stderr is a terminal.
     """
-    from mtl_model.config import TAGS_SUFFIX
-    from mtl_model.evaluate import evaluate_splits
-
     policy: FreezePolicy = parse_freeze_policy(config.freeze_policy)
     trainable, total = apply_freeze_policy(model, policy)
     if policy.trains_nothing or trainable == 0:

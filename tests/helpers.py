@@ -27,7 +27,7 @@ def _sample_texts(sample_dir: Path) -> list[str]:
 
 def build_tiny_tokenizer(texts: list[str], vocab_size: int = 600):
     """A BERT-style fast WordPiece tokenizer trained in code (uncased, [CLS] … [SEP])."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
@@ -38,7 +38,7 @@ def build_tiny_tokenizer(texts: list[str], vocab_size: int = 600):
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
     )
-    tokenizer.decoder = __import__("tokenizers").decoders.WordPiece()
+    tokenizer.decoder = decoders.WordPiece()
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
         model_max_length=TINY_BERT["max_position_embeddings"],

@@ -56,6 +56,10 @@ def test_linear_warmup_then_decay():
 def test_total_steps_from_epochs_or_max_steps():
     assert total_steps(TrainConfig(epochs=2, batch_size=10), {"a": 95, "b": 30}) == 20
     assert total_steps(TrainConfig(max_steps=7), {"a": 95}) == 7
+    # one task per batch: the largest task gets half the micro-steps (round robin), 3/4 (proportional 90:30)
+    assert total_steps(TrainConfig(epochs=2, batch_size=10, task_sampling="round_robin"), {"a": 95, "b": 30}) == 40
+    assert total_steps(TrainConfig(epochs=3, batch_size=10, task_sampling="proportional"), {"a": 90, "b": 30}) == 36
+    assert total_steps(TrainConfig(epochs=2, batch_size=10, gradient_accumulation_steps=4), {"a": 95}) == 5
 
 
 def test_precision_resolution():
