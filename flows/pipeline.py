@@ -13,10 +13,12 @@ from prefect import flow
 
 from mtl_model.cli import run_cli
 from mtl_model.pipeline import Steps, prepare_run, run_pipeline
-from tasks.data import pad_data, tokenize_data, validate_inputs
-from tasks.model import embed_corpus, evaluate_model, train_model
+from tasks.data import build_vocab, pad_data, tokenize_data, validate_inputs
+from tasks.model import compare_policies, embed_corpus, evaluate_model, train_model
 
-PREFECT_STEPS = Steps(validate_inputs, tokenize_data, pad_data, train_model, evaluate_model, embed_corpus)
+PREFECT_STEPS = Steps(
+    validate_inputs, tokenize_data, pad_data, train_model, evaluate_model, embed_corpus, compare_policies, build_vocab,
+)
 
 
 @flow(name="mtl-pipeline")
@@ -35,7 +37,7 @@ def pipeline(
         config_path: YAML pipeline config; the bundled default (sample data, bundled MiniLM) when empty.
         out: Output folder; default `runs/<config name>`.
         data_dir: Folder that relative data paths in the config start from (overrides the config's).
-        freeze_policy: Override of `train.freeze_policy` (`none`, `backbone`, `all`, `head:<task>`).
+        freeze_policy: Override of `train.freeze_policy`: `none`, `all`, `backbone`, `head:<task>`, `top:<k>`, `gradual`, `lora`.
         device: `auto` picks CUDA when available, else CPU.
         overrides: `section.field=value` settings applied over the config, e.g. `train.max_steps=500`.
         only_tasks: Train and evaluate only these tasks of the config (default: all).

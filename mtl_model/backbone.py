@@ -8,6 +8,8 @@ from pathlib import Path
 from mtl_model.errors import ConfigError
 from mtl_model.io import file_sha256, tree_sha256
 
+SCRATCH_BACKBONE = "scratch"  # our own encoder from random initialisation, with a vocabulary built from the data
+
 BUNDLED_PREFIX = "bundled:"
 # The official sentence-transformers/all-MiniLM-L6-v2 model.safetensors.
 BUNDLED_MODELS = {
@@ -37,11 +39,22 @@ def _verified_bundled_dir(name: str) -> Path:
     return model_dir
 
 
+def is_saved_multitask_model(path: str | Path) -> bool:
+    """A folder written by `MultiTaskModel.save` (a model this pipeline trained)."""
+    return (Path(path).expanduser() / "mtl_model.json").is_file()
+
+
 def resolve_backbone(backbone: str) -> str:
-    """A path or hub id that `from_pretrained` accepts; bundled models are checked against their sha256."""
+    """A path or hub id that `from_pretrained` accepts; bundled models are checked against their sha256.
+
+    A model this pipeline trained resolves to its `encoder/` folder (weights and tokenizer)."""
+    if backbone == SCRATCH_BACKBONE:
+        raise ConfigError("model.backbone: `scratch` has no pretrained weights or tokenizer; its vocabulary is built from the data")
     if backbone.startswith(BUNDLED_PREFIX):
         return str(_verified_bundled_dir(backbone[len(BUNDLED_PREFIX):]))
     path = Path(backbone).expanduser()
+    if is_saved_multitask_model(path):
+        return str((path / "encoder").resolve())
     if path.exists():
         if not (path / "config.json").is_file():
             raise ConfigError(f"model.backbone: {path} has no config.json; is it a Hugging Face model folder?")
@@ -57,11 +70,16 @@ def backbone_fingerprint(backbone: str) -> str:
     return f"hub:{resolved}"
 
 
+def is_tokenizer_dir(path: str | Path) -> bool:
+    """A folder holding only a tokenizer (a built vocabulary), no model weights."""
+    return (Path(path) / "tokenizer.json").is_file() and not (Path(path) / "config.json").is_file()
+
+
 def load_tokenizer(backbone: str):
-    """The backbone's fast tokenizer (word alignment for token labels needs a fast one)."""
+    """The fast tokenizer of a backbone, or of a built-vocabulary folder (word alignment needs a fast one)."""
     from transformers import AutoTokenizer
 
-    resolved = resolve_backbone(backbone)
+    resolved = backbone if is_tokenizer_dir(backbone) else resolve_backbone(backbone)
     try:
         tokenizer = AutoTokenizer.from_pretrained(resolved)
     except (OSError, ValueError) as exc:

@@ -8,12 +8,21 @@ import sys
 from collections.abc import Callable
 
 
-def parse_args(argv: list[str] | None, prog: str, description: str) -> argparse.Namespace:
+def parse_args(argv: list[str] | None, prog: str, description: str, *, compare: bool = False) -> argparse.Namespace:
+    from mtl_model.compare import DEFAULT_POLICIES
+    from mtl_model.freeze import VALID_POLICIES
+
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--config", metavar="PATH", help="YAML pipeline config (default: the bundled data/configs/default.yaml)")
     parser.add_argument("--out", metavar="DIR", help="output folder (default: runs/<config name>)")
     parser.add_argument("--data-dir", metavar="DIR", help="folder that the config's relative data paths start from")
-    parser.add_argument("--freeze-policy", metavar="POLICY", help="none | backbone | all | head:<task>[,head:<task>] (default: the config's)")
+    if compare:
+        parser.add_argument("--policy", dest="policies", action="append", metavar="POLICY[|train.KEY=VALUE]",
+                            help=f"a policy to compare (repeatable; default: {' '.join(DEFAULT_POLICIES)}); "
+                                 "`|train.KEY=VALUE` adds settings for that entry only")
+    else:
+        parser.add_argument("--freeze-policy", metavar="POLICY",
+                            help=f"{' | '.join(VALID_POLICIES)} (default: the config's train.freeze_policy)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to train and embed (default: auto)")
     parser.add_argument("--tasks", metavar="NAME[,NAME]", help="only these tasks of the config (e.g. a single-task run)")
     parser.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", default=[],
@@ -22,21 +31,31 @@ def parse_args(argv: list[str] | None, prog: str, description: str) -> argparse.
     return parser.parse_args(argv)
 
 
-def run_cli(run: Callable[..., dict], argv: list[str] | None, prog: str, description: str) -> int:
+def run_cli(run: Callable[..., dict], argv: list[str] | None, prog: str, description: str, *, compare: bool = False) -> int:
     """Parse options, call `run(**options)`, print the summary; bad input or config → message and exit 2."""
     from mtl_model.errors import ConfigError, DataValidationError
     from mtl_model.pipeline import format_summary
 
-    args = parse_args(argv, prog, description)
+    args = parse_args(argv, prog, description, compare=compare)
+    options = dict(
+        config_path=args.config, out=args.out, data_dir=args.data_dir, device=args.device, overrides=args.overrides,
+        only_tasks=args.tasks.split(",") if args.tasks else None,
+    )
+    if compare:
+        from mtl_model.compare import DEFAULT_POLICIES
+
+        options["policies"] = args.policies or list(DEFAULT_POLICIES)
+    else:
+        options["freeze_policy"] = args.freeze_policy
     try:
-        result = run(
-            config_path=args.config, out=args.out, data_dir=args.data_dir, freeze_policy=args.freeze_policy,
-            device=args.device, overrides=args.overrides, only_tasks=args.tasks.split(",") if args.tasks else None,
-        )
+        result = run(**options)
     except (DataValidationError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(result, indent=2) if args.json else format_summary(result))
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"{result['markdown']}\nwritten: {', '.join(result['files'].values())}" if compare else format_summary(result))
     return 0
 
 
@@ -58,5 +77,29 @@ def run_plain(
     return run_pipeline(plan, device=chosen_device, precision=precision)
 
 
+def run_plain_comparison(
+    config_path: str | None = None,
+    policies: list[str] | None = None,
+    out: str | None = None,
+    data_dir: str | None = None,
+    device: str = "auto",
+    overrides: list[str] | None = None,
+    only_tasks: list[str] | None = None,
+) -> dict:
+    """The freeze-policy comparison without Prefect."""
+    from mtl_model.compare import DEFAULT_POLICIES
+    from mtl_model.pipeline import prepare_comparison, run_comparison
+
+    base, plans, folders, chosen_device, precision = prepare_comparison(
+        config_path, policies=policies or list(DEFAULT_POLICIES), out=out, data_dir=data_dir, device=device,
+        overrides=overrides, only_tasks=only_tasks,
+    )
+    return run_comparison(base, plans, folders, device=chosen_device, precision=precision)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["compare"]:
+        return run_cli(run_plain_comparison, argv[1:], "python -m mtl_model compare",
+                       "Compare freeze policies on the same tokenized data, without Prefect.", compare=True)
     return run_cli(run_plain, argv, "python -m mtl_model", "Run the pipeline's steps in order, without Prefect.")

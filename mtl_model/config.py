@@ -13,8 +13,11 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from mtl_model.backbone import SCRATCH_BACKBONE
 from mtl_model.errors import ConfigError
 from mtl_model.freeze import parse_freeze_policy
+from mtl_model.modules.scratch import ScratchArchitecture
+from mtl_model.vocab import VocabConfig
 
 SplitName = Literal["train", "validation", "test"]
 BUNDLED_BACKBONE = "bundled:all-MiniLM-L6-v2"
@@ -119,13 +122,19 @@ class TokenizeConfig(_Strict):
     """Sequences are truncated and padded to this many tokens (special tokens included)."""
     on_invalid: Literal["fail", "skip"] = "fail"
     """`fail`: any bad row stops the run, listing every problem. `skip`: bad rows are dropped and counted."""
+    vocab: VocabConfig = VocabConfig()
+    """With `model.backbone: scratch`: how the vocabulary is built from the training splits of all tasks."""
 
 
 class ModelConfig(_Strict):
     """Step 3: the multi-task model's architecture."""
 
     backbone: str = BUNDLED_BACKBONE
-    """Encoder: `bundled:all-MiniLM-L6-v2` (offline, sha256-verified), a Hugging Face model id, or a local directory."""
+    """Encoder: `bundled:all-MiniLM-L6-v2` (offline, sha256-verified), a Hugging Face model id, a local directory,
+    or `scratch` (our own transformer encoder from random initialisation, shaped by `scratch`, with a vocabulary
+    built from the training texts, see `tokenize.vocab`)."""
+    scratch: ScratchArchitecture = ScratchArchitecture()
+    """With `backbone: scratch`: the encoder's shape (d_model, heads, layers, feed-forward, positions, norm)."""
     pooling: Literal["mean", "cls", "max"] = "mean"
     """How token states become one sentence vector (`mean` ignores padding)."""
     projection_dim: int | None = Field(256, ge=1)
@@ -134,6 +143,19 @@ class ModelConfig(_Strict):
     """L2-normalise the sentence embedding (cosine similarity becomes a dot product)."""
     head_dropout: float = Field(0.1, ge=0.0, lt=1.0)
     """Dropout before every task head during training."""
+
+
+class LoraSettings(_Strict):
+    """LoRA adapters for `freeze_policy: lora` (the `peft` library); merged into the weights when saving."""
+
+    rank: int = Field(8, ge=1)
+    """Rank r of each adapter's low-rank update B·A."""
+    alpha: float = Field(16.0, gt=0.0)
+    """Scaling numerator: the update is multiplied by alpha / rank."""
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    """Dropout on the adapter's input during training."""
+    target_modules: list[str] = ["query", "value"]
+    """Names of the encoder's linear layers that get adapters (BERT/MiniLM attention: `query`, `key`, `value`)."""
 
 
 class TrainConfig(_Strict):
@@ -181,7 +203,18 @@ class TrainConfig(_Strict):
     keep_checkpoints: int = Field(2, ge=1)
     """How many of the newest checkpoints to keep on disk."""
     freeze_policy: str = "none"
-    """Which parameters train: `none`, `backbone`, `all`, or `head:<task>` (comma-separated to combine)."""
+    """Which parameters train. `none`: all. `all`: nothing (the model is evaluated as it is). `backbone`: projection
+    and heads only. `head:<task>` (comma-separated for several): that head is frozen. `top:<k>`: the top k encoder
+    layers, projection and heads. `gradual`: heads first, then one more encoder layer group from the top every
+    `unfreeze_every` steps (ULMFiT). `lora`: LoRA adapters on the encoder (see `lora`), projection and heads."""
+    unfreeze_every: int | None = Field(None, ge=1)
+    """`gradual` only (ignored by other policies, so one config serves a comparison): steps between unfreezing the
+    next layer group; `null`: one epoch of the largest task."""
+    layerwise_lr_decay: float | None = Field(None, gt=0.0, le=1.0)
+    """Discriminative learning rates (any policy): encoder layer l of L gets `learning_rate · decay^(L−l)`, the
+    embeddings `learning_rate · decay^L`; `null` or 1: one rate for the whole encoder."""
+    lora: LoraSettings = LoraSettings()
+    """Adapter settings for `freeze_policy: lora`."""
     seed: int = 42
     """Seed of initialisation, dropout, batch order and task sampling."""
 
@@ -256,6 +289,11 @@ class PipelineConfig(_Strict):
         unknown = sorted(set(policy.frozen_heads) - set(head_names))
         if unknown:
             raise ValueError(f"train.freeze_policy: head(s) {unknown} name no task; heads are {head_names}")
+        if self.model.backbone == SCRATCH_BACKBONE and self.tokenize.max_seq_length > self.model.scratch.max_positions:
+            raise ValueError(
+                f"tokenize.max_seq_length {self.tokenize.max_seq_length} exceeds model.scratch.max_positions "
+                f"{self.model.scratch.max_positions} (the encoder's position table)"
+            )
         metric_task = self.train.early_stopping_metric.split(".")[0]
         if self.train.early_stopping_metric != "mean" and metric_task not in head_names:
             raise ValueError(f"train.early_stopping_metric: task {metric_task!r} is not one of {head_names}")

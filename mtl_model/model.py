@@ -4,7 +4,8 @@ Saved layout (everything needed to reload travels with the weights; loading neve
 
     model/
       mtl_model.json       architecture, max_seq_length, tasks with their label lists
-      encoder/             Hugging Face folder: config.json, model.safetensors, tokenizer files
+      encoder/             config.json + model.safetensors + tokenizer files: a Hugging Face folder, or our
+                           from-scratch encoder's (`model_type: mtl_scratch`)
       heads.safetensors    projection and task heads
 """
 
@@ -21,6 +22,7 @@ from torch import nn
 
 from mtl_model.io import atomic_dir
 from mtl_model.modules import Dense, Normalize, Pooling, SentenceHead, TokenHead, Transformer
+from mtl_model.modules.scratch import ScratchArchitecture, ScratchEncoder, ScratchEncoderConfig, is_scratch_encoder_dir
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "mtl_model.json"
@@ -65,14 +67,18 @@ class MultiTaskModelConfig(BaseModel):
 
 
 class MultiTaskModel(nn.Module):
-    """Shared encoder with one head per task; `forward` returns a dict of tensors."""
+    """Shared encoder with one head per task; `forward` returns a dict of tensors.
 
-    def __init__(self, config: MultiTaskModelConfig, auto_model: nn.Module) -> None:
+    `encoder` is any module with the features-dict contract, `hidden_size` and `layer_groups()`: a
+    `Transformer` around a Hugging Face model, or a `ScratchEncoder`.
+    """
+
+    def __init__(self, config: MultiTaskModelConfig, encoder: nn.Module) -> None:
         super().__init__()
         self.config = config
-        self.encoder = Transformer(auto_model)
+        self.encoder = encoder
         hidden = self.encoder.hidden_size
-        max_positions = getattr(auto_model.config, "max_position_embeddings", None)
+        max_positions = encoder_positions(encoder)
         if max_positions is not None and config.max_seq_length > max_positions:
             raise ValueError(f"max_seq_length {config.max_seq_length} exceeds the encoder's {max_positions} positions")
         self.pooling = Pooling(config.pooling)
@@ -118,7 +124,10 @@ class MultiTaskModel(nn.Module):
         """Write config, encoder (+ tokenizer) and heads atomically to `directory`."""
         with atomic_dir(directory) as temp:
             encoder_dir = temp / ENCODER_DIR
-            self.encoder.auto_model.save_pretrained(encoder_dir, safe_serialization=True)
+            if isinstance(self.encoder, ScratchEncoder):
+                self.encoder.save_pretrained(encoder_dir)
+            else:
+                self.encoder.auto_model.save_pretrained(encoder_dir, safe_serialization=True)
             tokenizer.save_pretrained(encoder_dir)
             head_state = {
                 name: tensor.detach().to("cpu", torch.float32).contiguous()
@@ -142,8 +151,12 @@ class MultiTaskModel(nn.Module):
         config = MultiTaskModelConfig.model_validate(json.loads(config_path.read_text()))
         if config.format_version != FORMAT_VERSION:
             raise ValueError(f"{config_path}: format_version {config.format_version}, this code reads {FORMAT_VERSION}")
-        auto_model = load_auto_model(directory / ENCODER_DIR)
-        model = cls(config, auto_model)
+        encoder_dir = directory / ENCODER_DIR
+        if is_scratch_encoder_dir(encoder_dir):
+            encoder: nn.Module = ScratchEncoder.from_pretrained(encoder_dir)
+        else:
+            encoder = Transformer(load_auto_model(encoder_dir))
+        model = cls(config, encoder)
         head_state = load_file(str(directory / HEADS_NAME), device=map_location)
         missing, unexpected = model.load_state_dict(head_state, strict=False)
         missing = [name for name in missing if not name.startswith("encoder.")]
@@ -151,6 +164,13 @@ class MultiTaskModel(nn.Module):
             raise ValueError(f"{directory / HEADS_NAME}: missing {missing}, unexpected {unexpected}")
         tokenizer = AutoTokenizer.from_pretrained(directory / ENCODER_DIR)
         return model.to(map_location).eval(), tokenizer
+
+
+def encoder_positions(encoder: nn.Module) -> int | None:
+    """The longest sequence the encoder's position table covers (None if it does not say)."""
+    if isinstance(encoder, ScratchEncoder):
+        return encoder.config.max_positions
+    return getattr(encoder.auto_model.config, "max_position_embeddings", None)
 
 
 def build_model(
@@ -162,9 +182,17 @@ def build_model(
     normalize: bool,
     head_dropout: float,
     max_seq_length: int,
+    scratch: ScratchArchitecture | None = None,
+    tokenizer=None,
 ) -> MultiTaskModel:
-    """A new model from a pretrained backbone, with freshly initialised projection and heads."""
-    from mtl_model.backbone import load_encoder
+    """A new model with freshly initialised projection and heads: on a pretrained backbone, or with
+    `backbone="scratch"` a `ScratchEncoder` shaped by `scratch` and sized by `tokenizer`'s vocabulary.
+
+    When `backbone` is a model this pipeline saved, its encoder is reused and so are its projection and
+    every head whose name, kind and labels match (so `freeze_policy: all` evaluates that trained model
+    as it is, and other policies continue its training); other heads start fresh.
+    """
+    from mtl_model.backbone import SCRATCH_BACKBONE, is_saved_multitask_model, load_encoder
 
     config = MultiTaskModelConfig(
         backbone=backbone,
@@ -175,4 +203,32 @@ def build_model(
         max_seq_length=max_seq_length,
         heads=heads,
     )
-    return MultiTaskModel(config, load_encoder(backbone))
+    if backbone == SCRATCH_BACKBONE:
+        if scratch is None or tokenizer is None:
+            raise ValueError("a scratch encoder needs its architecture (`scratch`) and the built tokenizer")
+        encoder_config = ScratchEncoderConfig(
+            **scratch.model_dump(), vocab_size=len(tokenizer), pad_token_id=int(tokenizer.pad_token_id or 0),
+        )
+        return MultiTaskModel(config, ScratchEncoder(encoder_config))
+    if is_saved_multitask_model(backbone):
+        saved, _ = MultiTaskModel.load(backbone)
+        model = MultiTaskModel(config, saved.encoder)
+        reuse_trained_weights(saved, model)
+        return model
+    return MultiTaskModel(config, Transformer(load_encoder(backbone)))
+
+
+def reuse_trained_weights(saved: MultiTaskModel, model: MultiTaskModel) -> list[str]:
+    """Copy the saved projection and matching heads into `model`; returns the reused module names."""
+    reused = []
+    if saved.dense is not None and model.dense is not None and saved.config.projection_dim == model.config.projection_dim:
+        model.dense.load_state_dict(saved.dense.state_dict())
+        reused.append("dense")
+    for name, spec in model.head_specs.items():
+        if saved.head_specs.get(name) != spec:
+            continue
+        source, target = saved.heads[name].state_dict(), model.heads[name].state_dict()
+        if all(source[k].shape == target[k].shape for k in target):  # same input width (projection) too
+            model.heads[name].load_state_dict(source)
+            reused.append(f"heads.{name}")
+    return reused

@@ -14,15 +14,19 @@ from pathlib import Path
 import torch
 
 from mtl_model.backbone import load_tokenizer
+from mtl_model.compare import write_comparison
 from mtl_model.config import TAGS_SUFFIX, EmbedConfig, EvaluateConfig, ModelConfig, TaskSpec, TokenizeConfig, TrainConfig
 from mtl_model.datasets import load_task_data
 from mtl_model.embed import embed_corpus, read_corpus
 from mtl_model.errors import DataValidationError
 from mtl_model.evaluate import evaluate_splits
-from mtl_model.io import atomic_path, json_sha256, source_fingerprint, tree_sha256, write_json_atomic, write_parquet_atomic
+from mtl_model.io import atomic_dir, atomic_path, json_sha256, source_fingerprint, tree_sha256, write_json_atomic, write_parquet_atomic
+from mtl_model.memory import PeakMemory
 from mtl_model.model import HeadSpec, MultiTaskModel, build_model
+from mtl_model.readers import TextExample
 from mtl_model.tokenization import encode_examples, load_tokenized, pad_encoded, read_metadata, write_encoded
 from mtl_model.train import Checkpointer, train_multitask
+from mtl_model.vocab import build_tokenizer, save_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +51,33 @@ def validate_step(tasks: list[TaskSpec], files: dict[str, dict[str, str]], token
     return reports
 
 
+def vocab_step(tasks: list[TaskSpec], files: dict[str, dict[str, str]], tokenize: TokenizeConfig, out_dir: str) -> dict:
+    """Build a from-scratch encoder's vocabulary from the *training* splits of all tasks; `<out>/vocab/tokenizer.json`.
+
+    Texts stream into the `tokenizers` trainer; token tasks contribute their words joined by spaces
+    (the pre-tokenizer splits them again exactly as it will at tokenisation time).
+    """
+    counted = {"texts": 0}
+
+    def training_texts():
+        for task in tasks:
+            data = load_task_data(task, files[task.name], on_invalid=tokenize.on_invalid)
+            for example in data.splits.get("train", []):
+                counted["texts"] += 1
+                yield example.text if isinstance(example, TextExample) else " ".join(example.tokens)
+
+    tokenizer = build_tokenizer(training_texts(), tokenize.vocab, model_max_length=tokenize.max_seq_length)
+    target = Path(out_dir) / "vocab"
+    with atomic_dir(target) as temp:
+        save_tokenizer(tokenizer, temp)
+    return {"tokenizer_dir": str(target), "vocab_size": len(tokenizer), "kind": tokenize.vocab.kind, "texts": counted["texts"]}
+
+
 def tokenize_step(task: TaskSpec, files: dict[str, str], tokenize: TokenizeConfig, backbone: str, out_dir: str) -> dict:
-    """Read, validate and tokenize one task's splits; write ragged Parquet to `<out>/encoded/<task>/`."""
+    """Read, validate and tokenize one task's splits; write ragged Parquet to `<out>/encoded/<task>/`.
+
+    `backbone` is where the tokenizer comes from: the pretrained backbone, or a built vocabulary folder.
+    """
     data = load_task_data(task, files, on_invalid=tokenize.on_invalid)
     tokenizer = load_tokenizer(backbone)
     digests = {split: {"path": path, "sha256": source_fingerprint(path)} for split, path in files.items()}
@@ -126,7 +155,11 @@ def train_step(
     Resumes from `<out>/checkpoints/` when an earlier run of the same setup was interrupted; writes
     `<out>/train_log.parquet` and `<out>/training_curve.png`.
     """
-    torch.manual_seed(train_config.seed)  # head initialisation is part of the seeded run
+    sources = {read_metadata(t["files"]["train"])["tokenizer"] for t in tokenized}
+    if len(sources) != 1:
+        raise ValueError(f"the tasks were tokenized with different tokenizers: {sorted(sources)}")
+    tokenizer = load_tokenizer(sources.pop())  # the backbone's, or the vocabulary built for a scratch encoder
+    torch.manual_seed(train_config.seed)  # initialisation is part of the seeded run
     heads = head_specs(tokenized)
     model = build_model(
         backbone=model_config.backbone,
@@ -136,6 +169,8 @@ def train_step(
         normalize=model_config.normalize,
         head_dropout=model_config.head_dropout,
         max_seq_length=max_seq_length,
+        scratch=model_config.scratch,
+        tokenizer=tokenizer,
     ).to(device)
     splits = {t["task"]: load_tokenized(t["files"]["train"]) for t in tokenized}
     validation = {t["task"]: load_tokenized(t["files"]["validation"]) for t in tokenized if "validation" in t["files"]}
@@ -149,13 +184,16 @@ def train_step(
         "data": {t["task"]: source_fingerprint(t["files"]["train"]) for t in tokenized},
     })
     checkpointer = Checkpointer(out / "checkpoints", fingerprint, keep=train_config.keep_checkpoints)
-    result = train_multitask(
-        model, splits, train_config, device=device, precision=precision, loss_weights=loss_weights,
-        validation_splits=validation, checkpointer=checkpointer, on_step=on_step, progress=progress,
-    )
+    with PeakMemory(device) as memory:
+        result = train_multitask(
+            model, splits, train_config, device=device, precision=precision, loss_weights=loss_weights,
+            validation_splits=validation, checkpointer=checkpointer, on_step=on_step, progress=progress,
+        )
+    if not result.trained:
+        log.info("freeze policy %s: nothing trains; the model is evaluated as it is", train_config.freeze_policy)
     model_dir = out / "model"
-    model.save(model_dir, load_tokenizer(model_config.backbone))
-    summary = result.summary()
+    model.save(model_dir, tokenizer)
+    summary = {**result.summary(), "peak_memory_mb": memory.peak_mb, "peak_memory_kind": memory.kind}
     write_json_atomic(out / "training.json", summary)
     if result.log:
         write_training_log(result.log, out / "train_log.parquet", out / "training_curve.png")
@@ -193,6 +231,9 @@ def write_training_log(rows: list[dict], parquet_path: Path, png_path: Path) -> 
     plt.close(figure)
 
 
+TRAINING_FIELDS = ("freeze_policy", "trainable_params", "total_params", "steps", "seconds", "peak_memory_mb", "peak_memory_kind", "final_loss")
+
+
 def evaluate_step(model_dir: str, tokenized: list[dict], config: EvaluateConfig, *, device: str, out_dir: str, training: dict) -> dict:
     """Metrics of every task on its `config.split`; writes `<out>/metrics.json`."""
     model, _ = MultiTaskModel.load(model_dir, map_location=device)
@@ -207,10 +248,15 @@ def evaluate_step(model_dir: str, tokenized: list[dict], config: EvaluateConfig,
         "tasks": results,
         "split": config.split,
         "model": model_dir,
-        "training": {k: training.get(k) for k in ("freeze_policy", "trainable_params", "total_params", "steps", "seconds", "final_loss")},
+        "training": {k: training.get(k) for k in TRAINING_FIELDS},
     }
     write_json_atomic(Path(out_dir) / "metrics.json", metrics)
     return metrics
+
+
+def compare_step(results: list[dict], *, out_dir: str, device: str) -> dict:
+    """The freeze-policy comparison table: `<out>/comparison.{md,json,png}`."""
+    return write_comparison(results, out_dir, device=device)
 
 
 def embed_step(model_dir: str, corpus_path: str, config: EmbedConfig, *, device: str, out_dir: str) -> dict:

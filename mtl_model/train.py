@@ -27,7 +27,8 @@ from torch import nn
 from mtl_model.config import TAGS_SUFFIX, TrainConfig
 from mtl_model.device import autocast_dtype
 from mtl_model.evaluate import evaluate_splits
-from mtl_model.freeze import FreezePolicy, apply_freeze_policy, frozen_modules, parse_freeze_policy
+from mtl_model.freeze import FreezePolicy, apply_freeze_policy, count_parameters, gradual_stages, parse_freeze_policy, set_train_mode
+from mtl_model.lora import add_lora_adapters, merge_lora_adapters
 from mtl_model.io import atomic_path
 from mtl_model.model import MultiTaskModel
 from mtl_model.tokenization import IGNORE_INDEX, TokenizedSplit
@@ -161,16 +162,34 @@ def _no_decay(name: str) -> bool:
     return name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name or ".norm" in name
 
 
-def build_optimizer(model: MultiTaskModel, config: TrainConfig, extra: nn.Module | None = None) -> torch.optim.Optimizer:
-    """AdamW over trainable parameters only: encoder at `learning_rate`; projection, heads and loss weights at
-    `head_learning_rate`. Frozen parameters get no optimizer state."""
+def encoder_learning_rates(model: MultiTaskModel, config: TrainConfig) -> dict[int, float]:
+    """Learning rate per encoder parameter (by id): `learning_rate`, decayed per layer below the top when
+    `layerwise_lr_decay` is set (discriminative fine-tuning, Howard & Ruder 2018)."""
+    groups = model.encoder.layer_groups()  # bottom (embeddings) → top layer
+    decay = config.layerwise_lr_decay or 1.0
+    top = len(groups) - 1
+    return {id(p): config.learning_rate * decay ** (top - level) for level, group in enumerate(groups) for p in group}
+
+
+def build_optimizer(
+    model: MultiTaskModel, config: TrainConfig, extra: nn.Module | None = None, *, include: set[int] | None = None
+) -> torch.optim.Optimizer:
+    """AdamW over the parameters that train: encoder at `learning_rate` (per layer with `layerwise_lr_decay`);
+    projection, heads and loss weights at `head_learning_rate`.
+
+    `include` (parameter ids) defaults to those with `requires_grad`; gradual unfreezing passes every
+    parameter that will train at some stage. Parameters not yet unfrozen have no gradient, so AdamW
+    neither updates them nor creates their state.
+    """
     head_lr = config.head_learning_rate or config.learning_rate
+    encoder_lr = encoder_learning_rates(model, config)
     groups: dict[tuple[float, float], list[nn.Parameter]] = {}
     named = list(model.named_parameters()) + ([(f"loss_weights.{n}", p) for n, p in extra.named_parameters()] if extra else [])
     for name, parameter in named:
-        if not parameter.requires_grad:
+        trains = parameter.requires_grad if include is None or name.startswith("loss_weights.") else id(parameter) in include
+        if not trains:
             continue
-        lr = config.learning_rate if name.startswith("encoder.") else head_lr
+        lr = encoder_lr[id(parameter)] if name.startswith("encoder.") else head_lr
         decay = 0.0 if _no_decay(name) or name.startswith("loss_weights.") else config.weight_decay
         groups.setdefault((lr, decay), []).append(parameter)
     param_groups = [{"params": params, "lr": lr, "weight_decay": decay} for (lr, decay), params in groups.items()]
@@ -306,10 +325,9 @@ class TrainResult:
 # ----------------------------------------------------------------------------------- training
 
 
-def _train_mode(model: MultiTaskModel, frozen: list[nn.Module]) -> None:
-    model.train()
-    for module in frozen:
-        module.eval()  # dropout off where nothing trains
+def steps_per_epoch(config: TrainConfig, split_sizes: dict[str, int]) -> int:
+    """Optimizer steps in which the largest task sees its training split once."""
+    return total_steps(config.model_copy(update={"epochs": 1.0, "max_steps": None}), split_sizes)
 
 
 def train_multitask(
@@ -331,8 +349,15 @@ def train_multitask(
     `progress=None` shows a console bar only when stderr is a terminal.
     """
     policy: FreezePolicy = parse_freeze_policy(config.freeze_policy)
-    trainable, total = apply_freeze_policy(model, policy)
-    if policy.trains_nothing or trainable == 0:
+    if policy.kind == "lora":
+        lora = config.lora
+        add_lora_adapters(model.encoder, rank=lora.rank, alpha=lora.alpha, dropout=lora.dropout, target_modules=lora.target_modules)
+        model.to(device)
+    final_stage = gradual_stages(model) - 1 if policy.kind == "gradual" else 0
+    apply_freeze_policy(model, policy, stage=final_stage)
+    will_train = {id(p) for p in model.parameters() if p.requires_grad}  # at the last stage, for the optimizer
+    trainable, total = apply_freeze_policy(model, policy, stage=0)
+    if policy.trains_nothing or not will_train:
         model.eval()
         return TrainResult(False, 0, config.freeze_policy, trainable, total, 0.0, precision=precision)
 
@@ -346,12 +371,12 @@ def train_multitask(
     sampler = TaskSampler(config.task_sampling, {t: len(s) for t, s in train_splits.items()}, rng, config.sampling_temperature)
     steps = total_steps(config, {task: len(split) for task, split in train_splits.items()})
     uncertainty = UncertaintyWeights(tasks).to(device) if config.loss_weighting == "uncertainty" else None
-    optimizer = build_optimizer(model, config, uncertainty)
+    optimizer = build_optimizer(model, config, uncertainty, include=will_train if policy.kind == "gradual" else None)
+    unfreeze_every = config.unfreeze_every or steps_per_epoch(config, {task: len(split) for task, split in train_splits.items()})
     scheduler = linear_schedule(optimizer, int(config.warmup_ratio * steps), steps)
     amp_dtype = autocast_dtype(precision)
     scaler = torch.amp.GradScaler(device, enabled=precision == "fp16")  # fp16 gradients underflow without it
     fixed_weights = {task: 1.0 for task in tasks} | (loss_weights or {})
-    frozen = frozen_modules(model, policy)
     kinds = {head.name: head.kind for head in model.config.heads}
     validation = {t: s for t, s in (validation_splits or {}).items() if t in train_splits}
     if config.eval_every and not validation:
@@ -405,9 +430,17 @@ def train_multitask(
 
         bar = tqdm(total=steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
 
-    _train_mode(model, frozen)
+    stage = None
     started = time.perf_counter() - result.seconds
     while step < steps and not result.stopped_early:
+        if policy.kind == "gradual" and stage != min(step // unfreeze_every, final_stage):
+            stage = min(step // unfreeze_every, final_stage)  # a function of the step, so resuming restores it
+            result.trainable_params, _ = apply_freeze_policy(model, policy, stage=stage)
+            result.log.append({"step": step, "kind": "train", "task": "", "name": "trainable_params", "value": float(result.trainable_params)})
+            set_train_mode(model)
+        elif stage is None:
+            stage = 0
+            set_train_mode(model)  # fully frozen modules stay in eval mode: no dropout where nothing trains
         optimizer.zero_grad(set_to_none=True)
         step_losses: dict[str, float] = {}
         weighted_total = 0.0
@@ -463,7 +496,7 @@ def train_multitask(
                 bad_evals += 1
                 if config.early_stopping_patience is not None and bad_evals >= config.early_stopping_patience:
                     result.stopped_early = True
-            _train_mode(model, frozen)
+            set_train_mode(model)
         if checkpointer is not None and config.checkpoint_every and step % config.checkpoint_every == 0 and step < steps:
             result.seconds = time.perf_counter() - started
             checkpointer.save(snapshot())
@@ -475,5 +508,8 @@ def train_multitask(
         result.loss_weights = uncertainty.weights()
     if best_state is not None:
         model.load_state_dict(best_state)  # the best evaluation's weights become the model
+    if policy.kind == "lora":
+        merge_lora_adapters(model.encoder)  # plain weights again: saving and consumers need no peft
+        result.total_params = count_parameters(model)[1]
     model.eval()
     return result

@@ -1,4 +1,4 @@
-"""Steps 1–2 as Prefect tasks: validate, tokenize, pad."""
+"""Steps 1–2 as Prefect tasks: validate, vocab-build (scratch encoder), tokenize, pad."""
 
 from __future__ import annotations
 
@@ -38,6 +38,25 @@ def validate_inputs(tasks: list[TaskSpec], files: dict[str, dict[str, str]], tok
 
 
 @task(
+    name="vocab-build",
+    cache_key_fn=lambda ctx, p: content_key(
+        "vocab",
+        # the training file of each task (or its `all` file, which the training split is carved from)
+        inputs=[files["train"] if "train" in files else files["all"] for files in p["files"].values()],
+        config=[p["tasks"], p["tokenize"], p["out_dir"]],
+    ),
+    **IO_TASK,
+)
+def vocab_task(tasks: list[TaskSpec], files: dict[str, dict[str, str]], tokenize: TokenizeConfig, out_dir: str) -> dict:
+    """Build the from-scratch encoder's vocabulary from the training splits; cached by the data's content."""
+    result = steps.vocab_step(tasks, files, tokenize, out_dir)
+    get_run_logger().info(
+        "%s vocabulary of %d tokens from %d training texts → %s", result["kind"], result["vocab_size"], result["texts"], result["tokenizer_dir"]
+    )
+    return result
+
+
+@task(
     name="tokenize",
     task_run_name="tokenize-{task.name}",
     cache_key_fn=lambda ctx, p: content_key(
@@ -48,7 +67,7 @@ def validate_inputs(tasks: list[TaskSpec], files: dict[str, dict[str, str]], tok
     **IO_TASK,
 )
 def tokenize_task(task: TaskSpec, files: dict[str, str], tokenize: TokenizeConfig, backbone: str, out_dir: str) -> dict:
-    """Read, validate and tokenize one task with the backbone's fast tokenizer."""
+    """Read, validate and tokenize one task with the backbone's (or the built vocabulary's) fast tokenizer."""
     result = steps.tokenize_step(task, files, tokenize, backbone, out_dir)
     logger = get_run_logger()
     for split, stats in result["stats"].items():
@@ -71,6 +90,12 @@ def pad_task(encoded: dict, max_seq_length: int, out_dir: str) -> dict:
     result = steps.pad_step(encoded, max_seq_length, out_dir)
     get_run_logger().info("%s: wrote %s", result["task"], ", ".join(result["files"].values()))
     return result
+
+
+def build_vocab(tasks: list[TaskSpec], files: dict[str, dict[str, str]], tokenize: TokenizeConfig, out_dir: str) -> dict:
+    """Run (or reuse) vocab-build; recompute when tokenizer.json is gone."""
+    outputs = [Path(out_dir) / "vocab" / "tokenizer.json"]
+    return recompute_if_missing(vocab_task, outputs)(tasks, files, tokenize, out_dir)
 
 
 def tokenize_data(task: TaskSpec, files: dict[str, str], tokenize: TokenizeConfig, backbone: str, out_dir: str) -> dict:

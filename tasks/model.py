@@ -1,4 +1,4 @@
-"""Steps 3–5 as Prefect tasks: train, evaluate, embed."""
+"""Steps 3–5 as Prefect tasks: train, evaluate, embed; and the freeze-policy comparison report."""
 
 from __future__ import annotations
 
@@ -102,6 +102,22 @@ def embed_task(model_dir: str, corpus_path: str, config: EmbedConfig, device: st
     return summary
 
 
+@task(
+    name="compare-freeze-policies",
+    cache_key_fn=lambda ctx, p: content_key(
+        "compare", inputs=[r["out_dir"] + "/metrics.json" for r in p["results"]], config=[p["results"], p["out_dir"], p["device"]],
+    ),
+    **IO_TASK,
+)
+def compare_task(results: list[dict], out_dir: str, device: str) -> dict:
+    """The comparison table as comparison.md/.json/.png and as a Prefect table artifact."""
+    report = steps.compare_step(results, out_dir=out_dir, device=device)
+    create_table_artifact(report["rows"], key="freeze-comparison", description=report["markdown"].splitlines()[0])
+    create_markdown_artifact(report["markdown"], key="freeze-comparison-markdown")
+    get_run_logger().info("comparison of %d policies → %s", len(report["rows"]), report["files"]["md"])
+    return report
+
+
 def train_model(tokenized: list[dict], model_config: ModelConfig, train_config: TrainConfig, max_seq_length: int,
                 loss_weights: dict[str, float], device: str, precision: str, out_dir: str) -> dict:
     """Run (or reuse) training; recompute when the saved model is gone."""
@@ -115,6 +131,11 @@ def evaluate_model(model_dir: str, tokenized: list[dict], config: EvaluateConfig
     """Run (or reuse) evaluation; recompute when metrics.json is gone."""
     outputs = [Path(out_dir) / "metrics.json"]
     return recompute_if_missing(evaluate_task, outputs)(model_dir, tokenized, config, device, out_dir, training)
+
+
+def compare_policies(results: list[dict], out_dir: str, device: str) -> dict:
+    """Run (or reuse) the comparison report; recompute when comparison.md is gone."""
+    return recompute_if_missing(compare_task, [Path(out_dir) / "comparison.md", Path(out_dir) / "comparison.png"])(results, out_dir, device)
 
 
 def embed_corpus(model_dir: str, corpus_path: str, config: EmbedConfig, device: str, out_dir: str) -> dict:

@@ -14,7 +14,7 @@ from typing import Any
 
 from prefect.tasks import exponential_backoff
 
-from mtl_model.backbone import resolve_backbone
+from mtl_model.backbone import SCRATCH_BACKBONE, is_saved_multitask_model, is_tokenizer_dir, resolve_backbone
 from mtl_model.errors import ConfigError, DataValidationError
 from mtl_model.io import code_version, json_sha256, source_fingerprint
 
@@ -24,7 +24,12 @@ NEVER_RETRIED = (DataValidationError, ConfigError, FileNotFoundError, ValueError
 
 
 def backbone_inputs(backbone: str) -> list[str]:
-    """A local backbone's folder is hashed by content; a hub id enters the key as config instead."""
+    """A local backbone's (or built vocabulary's) folder is hashed by content; a hub id enters the key as
+    config instead; `scratch` has no files (its vocabulary is keyed by the training data)."""
+    if backbone == SCRATCH_BACKBONE:
+        return []
+    if is_tokenizer_dir(backbone) or is_saved_multitask_model(backbone):
+        return [backbone]  # a built vocabulary, or a trained model (encoder, projection and heads)
     resolved = resolve_backbone(backbone)
     return [resolved] if Path(resolved).exists() else []
 

@@ -108,6 +108,18 @@ def test_metrics_present_and_in_range(first_run):
     assert metrics["training"]["steps"] == 12 and metrics["training"]["trainable_params"] == metrics["training"]["total_params"]
 
 
+def test_policy_all_on_the_trained_model_reproduces_its_metrics(first_run, tmp_path):
+    """`freeze_policy: all` with a trained model as backbone: zero-shot use of that model, no training."""
+    from flows.pipeline import pipeline
+
+    result = pipeline(
+        config_path=str(first_run["config"]), out=str(tmp_path / "zero-shot"), device="cpu", freeze_policy="all",
+        overrides=[f"model.backbone={first_run['out'] / 'model'}"],
+    )
+    assert result["training"]["trainable_params"] == 0 and result["training"]["steps"] == 0
+    assert result["metrics"] == first_run["result"]["metrics"]
+
+
 def test_embeddings_one_row_per_corpus_row_in_order(first_run):
     out = first_run["out"] / "embeddings"
     corpus = pd.read_csv(SAMPLE_DIR / "corpus.csv")
