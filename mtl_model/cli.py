@@ -97,8 +97,61 @@ def run_plain_comparison(
     return run_comparison(base, plans, folders, device=chosen_device, precision=precision)
 
 
+def parse_embed_args(argv: list[str] | None, prog: str, *, task_runner: bool) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=prog, description="Embed a corpus with a trained model into resumable Parquet shards.")
+    parser.add_argument("--model", required=True, metavar="DIR", help="model folder written by the pipeline (<run>/model)")
+    parser.add_argument("--corpus", required=True, metavar="PATH", help="CSV/JSONL/Parquet file, a folder of them, or hf:<name>")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (embeddings in <out>/embeddings)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="embed setting, e.g. --set rows_per_shard=50000 --set id_column=doc_id (repeatable)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    if task_runner:
+        parser.add_argument("--task-runner", choices=["thread", "dask"], default="thread", help="where shards run (default: threads here)")
+        parser.add_argument("--dask-address", metavar="ADDRESS", help="scheduler of an existing Dask cluster (with --task-runner dask)")
+    return parser.parse_args(argv)
+
+
+def embed_config(overrides: list[str]):
+    """`key=value` strings (values parsed as YAML) over the default embed settings, validated."""
+    import yaml
+
+    from mtl_model.config import EmbedConfig
+    from mtl_model.errors import ConfigError
+
+    raw = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        raw[key.removeprefix("embed.")] = yaml.safe_load(value)
+    try:
+        return EmbedConfig.model_validate(raw)
+    except ValueError as exc:
+        raise ConfigError(f"embed settings: {exc}") from exc
+
+
+def run_plain_embedding(argv: list[str]) -> int:
+    """`python -m mtl_model embed …`: the embed step without Prefect (shards one after another)."""
+    from mtl_model.device import resolve_device
+    from mtl_model.errors import ConfigError, DataValidationError
+    from mtl_model.runtime import quiet_third_party
+    from mtl_model.steps import embed_step
+
+    args = parse_embed_args(argv, "python -m mtl_model embed", task_runner=False)
+    quiet_third_party()
+    try:
+        result = embed_step(args.model, args.corpus, embed_config(args.overrides), device=resolve_device(args.device), out_dir=args.out)
+    except (DataValidationError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["embed"]:
+        return run_plain_embedding(argv[1:])
     if argv[:1] == ["compare"]:
         return run_cli(run_plain_comparison, argv[1:], "python -m mtl_model compare",
                        "Compare freeze policies on the same tokenized data, without Prefect.", compare=True)

@@ -246,17 +246,24 @@ class EmbedConfig(_Strict):
     """Step 5: embedding a corpus for downstream consumers."""
 
     corpus: str | None = None
-    """File of rows with an id and a text (CSV, JSONL or Parquet), relative to the data directory; `null` skips the step."""
+    """Rows with an id and a text: a CSV, JSONL or Parquet file, a folder of them, or `hf:<name>[/<config>][:<split>]`;
+    relative to the data directory. `null` skips the step."""
     id_column: str = "id"
-    """Column with the row id, copied unchanged to the output."""
+    """Column with the row id, copied unchanged (value and Arrow type) to the output."""
     text_column: str = "text"
-    """Column with the text to embed."""
+    """Column with the text to embed. A Parquet corpus that also has an `input_ids` column (token ids from this
+    model's tokenizer) is embedded from those ids without tokenizing again."""
     batch_size: int = Field(64, ge=1)
-    """Texts per forward pass (texts are sorted by length so batches carry little padding)."""
+    """Texts per forward pass (rows are sorted by length within a window so batches carry little padding)."""
+    sort_window: int = Field(4096, ge=1)
+    """Rows read, tokenized and length-sorted together; bounds memory, whatever the corpus size."""
     rows_per_shard: int = Field(100_000, ge=1)
-    """Rows per output Parquet file `part-NNNNN.parquet`."""
+    """Rows per output file `part-NNNNN.parquet`; a shard is the unit of resumption and of fan-out to workers."""
     include_text: bool = False
     """Also write the text column next to the embedding."""
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """`auto`: bf16 where the device computes it natively (fp16 on GPUs without bf16) when, on the corpus's first rows,
+    every embedding keeps cosine ≥ 0.9999 with fp32; otherwise fp32. The choice and the cosine are in the manifest."""
 
 
 class PipelineConfig(_Strict):

@@ -7,6 +7,8 @@ Saved layout (everything needed to reload travels with the weights; loading neve
       encoder/             config.json + model.safetensors + tokenizer files: a Hugging Face folder, or our
                            from-scratch encoder's (`model_type: mtl_scratch`)
       heads.safetensors    projection and task heads
+      sentence-transformer/  (optional) the embedding model in the sentence-transformers format:
+                           `SentenceTransformer(".../model/sentence-transformer").encode(texts)`
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ FORMAT_VERSION = 1
 CONFIG_NAME = "mtl_model.json"
 HEADS_NAME = "heads.safetensors"
 ENCODER_DIR = "encoder"
+SENTENCE_TRANSFORMER_DIR = "sentence-transformer"
 
 
 class HeadSpec(BaseModel):
@@ -120,8 +123,9 @@ class MultiTaskModel(nn.Module):
 
     # ------------------------------------------------------------------------------- persistence
 
-    def save(self, directory: str | Path, tokenizer) -> None:
-        """Write config, encoder (+ tokenizer) and heads atomically to `directory`."""
+    def save(self, directory: str | Path, tokenizer, *, sentence_transformer: bool = False) -> None:
+        """Write config, encoder (+ tokenizer) and heads atomically to `directory`; with `sentence_transformer`,
+        also the embedding part in the sentence-transformers format (Hugging Face encoders only)."""
         with atomic_dir(directory) as temp:
             encoder_dir = temp / ENCODER_DIR
             if isinstance(self.encoder, ScratchEncoder):
@@ -136,6 +140,27 @@ class MultiTaskModel(nn.Module):
             }
             save_file(head_state, str(temp / HEADS_NAME))
             (temp / CONFIG_NAME).write_text(self.config.model_dump_json(indent=2) + "\n")
+            if sentence_transformer and not isinstance(self.encoder, ScratchEncoder):
+                self.export_sentence_transformer(encoder_dir, temp / SENTENCE_TRANSFORMER_DIR)
+
+    def export_sentence_transformer(self, encoder_dir: Path, target: Path) -> None:
+        """Transformer → Pooling → Dense (Linear + Tanh) → Normalize as sentence-transformers modules, built with
+        that library's own classes so its `encode` gives the embeddings this model gives."""
+        from sentence_transformers import SentenceTransformer, models
+
+        modules: list[nn.Module] = [
+            models.Transformer(str(encoder_dir), max_seq_length=self.config.max_seq_length),
+            models.Pooling(self.encoder.hidden_size, pooling_mode=self.config.pooling),
+        ]
+        if self.dense is not None:
+            linear = self.dense.linear
+            modules.append(models.Dense(
+                linear.in_features, linear.out_features, activation_function=nn.Tanh(),
+                init_weight=linear.weight.detach().cpu().float().clone(), init_bias=linear.bias.detach().cpu().float().clone(),
+            ))
+        if self.normalize is not None:
+            modules.append(models.Normalize())
+        SentenceTransformer(modules=modules, device="cpu").save(str(target))
 
     @classmethod
     def load(cls, directory: str | Path, map_location: str = "cpu") -> tuple[MultiTaskModel, object]:

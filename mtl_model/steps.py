@@ -17,7 +17,7 @@ from mtl_model.backbone import load_tokenizer
 from mtl_model.compare import write_comparison
 from mtl_model.config import TAGS_SUFFIX, EmbedConfig, EvaluateConfig, ModelConfig, TaskSpec, TokenizeConfig, TrainConfig
 from mtl_model.datasets import load_task_data
-from mtl_model.embed import embed_corpus, read_corpus
+from mtl_model.embed import EmbedPlan, embed_corpus, embed_shard, plan_embedding
 from mtl_model.errors import DataValidationError
 from mtl_model.evaluate import evaluate_splits
 from mtl_model.io import atomic_dir, atomic_path, json_sha256, source_fingerprint, tree_sha256, write_json_atomic, write_parquet_atomic
@@ -192,7 +192,7 @@ def train_step(
     if not result.trained:
         log.info("freeze policy %s: nothing trains; the model is evaluated as it is", train_config.freeze_policy)
     model_dir = out / "model"
-    model.save(model_dir, tokenizer)
+    model.save(model_dir, tokenizer, sentence_transformer=True)
     summary = {**result.summary(), "peak_memory_mb": memory.peak_mb, "peak_memory_kind": memory.kind}
     write_json_atomic(out / "training.json", summary)
     if result.log:
@@ -259,21 +259,22 @@ def compare_step(results: list[dict], *, out_dir: str, device: str) -> dict:
     return write_comparison(results, out_dir, device=device)
 
 
-def embed_step(model_dir: str, corpus_path: str, config: EmbedConfig, *, device: str, out_dir: str) -> dict:
-    """Embed `corpus_path` with the trained model into `<out>/embeddings/`."""
-    corpus = read_corpus(corpus_path, id_column=config.id_column, text_column=config.text_column)
-    model, tokenizer = MultiTaskModel.load(model_dir, map_location=device)
-    return embed_corpus(
-        model,
-        tokenizer,
-        corpus,
-        Path(out_dir) / "embeddings",
-        id_column=config.id_column,
-        text_column=config.text_column,
-        batch_size=config.batch_size,
-        rows_per_shard=config.rows_per_shard,
-        include_text=config.include_text,
-        device=device,
-        model_name=model.config.backbone,
-        model_fingerprint=tree_sha256(model_dir)[:16],
+def embed_plan_step(model_dir: str, corpus_path: str, config: EmbedConfig, *, device: str, out_dir: str) -> dict:
+    """Validate the corpus, fix its shards and decide the precision; the plan as a plain dict."""
+    plan = plan_embedding(
+        model_dir, corpus_path, str(Path(out_dir) / "embeddings"), id_column=config.id_column, text_column=config.text_column,
+        rows_per_shard=config.rows_per_shard, batch_size=config.batch_size, sort_window=config.sort_window,
+        include_text=config.include_text, precision=config.precision, device=device, model_fingerprint=tree_sha256(model_dir)[:16],
     )
+    return plan.to_dict()
+
+
+def embed_shard_step(plan: dict, index: int, *, device: str) -> dict:
+    """One shard (skipped when a finished copy is there)."""
+    return embed_shard(EmbedPlan.from_dict(plan), index, device=device)
+
+
+def embed_step(model_dir: str, corpus_path: str, config: EmbedConfig, *, device: str, out_dir: str) -> dict:
+    """Embed `corpus_path` with the trained model into `<out>/embeddings/` (resumable, shard by shard)."""
+    plan = EmbedPlan.from_dict(embed_plan_step(model_dir, corpus_path, config, device=device, out_dir=out_dir))
+    return embed_corpus(plan, device=device)

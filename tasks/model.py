@@ -1,4 +1,4 @@
-"""Steps 3–5 as Prefect tasks: train, evaluate, embed; and the freeze-policy comparison report."""
+"""Steps 3–4 as Prefect tasks: train, evaluate; and the freeze-policy comparison report (embed: tasks/embed.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
 
 from mtl_model import steps
-from mtl_model.config import EmbedConfig, EvaluateConfig, ModelConfig, TrainConfig
+from mtl_model.config import EvaluateConfig, ModelConfig, TrainConfig
 from tasks.policies import IO_TASK, backbone_inputs, content_key, recompute_if_missing, retry_unless_bad_input
 
 
@@ -82,27 +82,6 @@ def evaluate_task(model_dir: str, tokenized: list[dict], config: EvaluateConfig,
 
 
 @task(
-    name="embed",
-    cache_key_fn=lambda ctx, p: content_key(
-        "embed",
-        inputs=[p["model_dir"], p["corpus_path"]],
-        config=[p["config"], p["out_dir"]],
-    ),
-    **IO_TASK,
-)
-def embed_task(model_dir: str, corpus_path: str, config: EmbedConfig, device: str, out_dir: str) -> dict:
-    """Embed the corpus with the trained encoder into Parquet shards."""
-    summary = steps.embed_step(model_dir, corpus_path, config, device=device, out_dir=out_dir)
-    create_markdown_artifact(
-        f"Embedded **{summary['rows']}** rows into `{summary['path']}` ({summary['shards']} shard(s), "
-        f"dim {summary['dimension']}, {summary['truncated']} truncated).",
-        key="embeddings",
-    )
-    get_run_logger().info("embedded %d rows → %s", summary["rows"], summary["path"])
-    return summary
-
-
-@task(
     name="compare-freeze-policies",
     cache_key_fn=lambda ctx, p: content_key(
         "compare", inputs=[r["out_dir"] + "/metrics.json" for r in p["results"]], config=[p["results"], p["out_dir"], p["device"]],
@@ -136,9 +115,3 @@ def evaluate_model(model_dir: str, tokenized: list[dict], config: EvaluateConfig
 def compare_policies(results: list[dict], out_dir: str, device: str) -> dict:
     """Run (or reuse) the comparison report; recompute when comparison.md is gone."""
     return recompute_if_missing(compare_task, [Path(out_dir) / "comparison.md", Path(out_dir) / "comparison.png"])(results, out_dir, device)
-
-
-def embed_corpus(model_dir: str, corpus_path: str, config: EmbedConfig, device: str, out_dir: str) -> dict:
-    """Run (or reuse) embedding; recompute when the embeddings' _SUCCESS marker is gone."""
-    outputs = [Path(out_dir) / "embeddings" / "_SUCCESS"]
-    return recompute_if_missing(embed_task, outputs)(model_dir, corpus_path, config, device, out_dir)

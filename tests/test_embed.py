@@ -1,0 +1,246 @@
+"""The embed step's contract: streamed input, fixed shards, atomic writes, manifest and _SUCCESS last,
+ids unchanged and in order, no-op re-runs, resume after SIGKILL, damaged and foreign files named,
+sorted batches equal one-at-a-time, reduced precision only within cosine 0.9999 of fp32."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+import mtl_model.embed as embed_module
+from mtl_model.config import EmbedConfig
+from mtl_model.embed import (
+    MANIFEST, SUCCESS_MARKER, EmbedPlan, choose_precision, embed_corpus, embed_texts, min_cosine, rows_in_range,
+)
+from mtl_model.errors import DataValidationError
+from mtl_model.model import HeadSpec, MultiTaskModel, build_model
+from mtl_model.steps import embed_plan_step, embed_step
+from tests.conftest import REPO_ROOT, SAMPLE_DIR
+
+WORDS = "the quick brown fox jumps over a lazy dog while markets rally and the home team wins again".split()
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, tiny_backbone) -> Path:
+    from transformers import AutoTokenizer
+
+    torch.manual_seed(0)
+    model = build_model(backbone=str(tiny_backbone), heads=[HeadSpec(name="t", kind="sentence", labels=["a", "b"])],
+                        pooling="mean", projection_dim=16, normalize=True, head_dropout=0.0, max_seq_length=24).eval()
+    target = tmp_path_factory.mktemp("embed-model") / "model"
+    model.save(target, AutoTokenizer.from_pretrained(tiny_backbone))
+    return target
+
+
+def make_corpus(path: Path, rows: int, seed: int = 0, start: int = 0) -> pd.DataFrame:
+    """Texts of 1–40 words (some longer than max_seq_length), integer ids, written by suffix."""
+    rng = np.random.default_rng(seed)
+    texts = [" ".join(rng.choice(WORDS, size=int(rng.integers(1, 41)))) for _ in range(rows)]
+    frame = pd.DataFrame({"doc_id": np.arange(start, start + rows, dtype=np.int64) * 7, "body": texts})
+    if path.suffix == ".parquet":
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path, row_group_size=37)
+    elif path.suffix == ".csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_json(path, orient="records", lines=True)
+    return frame
+
+
+CONFIG = EmbedConfig(id_column="doc_id", text_column="body", rows_per_shard=50, sort_window=16, batch_size=8, precision="fp32")
+
+
+def run(model_dir: Path, corpus: Path | str, out: Path, config: EmbedConfig = CONFIG) -> dict:
+    return embed_step(str(model_dir), str(corpus), config, device="cpu", out_dir=str(out))
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    return {p.name: (p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(folder.iterdir())}
+
+
+def test_output_contract_ids_in_order_manifest_and_success_last(model_dir, tmp_path):
+    frame = make_corpus(tmp_path / "corpus.parquet", 173)
+    summary = run(model_dir, tmp_path / "corpus.parquet", tmp_path / "out")
+    out = tmp_path / "out" / "embeddings"
+    assert (summary["rows"], summary["shards"], summary["computed_shards"]) == (173, 4, 4)
+    assert sorted(p.name for p in out.iterdir()) == sorted([MANIFEST, SUCCESS_MARKER]) + [f"part-{i:05d}.parquet" for i in range(4)]
+    table = pq.read_table(out)
+    assert table.column("doc_id").to_pylist() == frame["doc_id"].tolist()  # same ids, same order, no duplicates
+    assert table.schema.field("doc_id").type == pa.int64()  # the input's type, unchanged
+    assert str(table.schema.field("embedding").type) == "fixed_size_list<element: float>[16]"
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert [s["rows"] for s in manifest["shards"]] == [50, 50, 50, 23] and manifest["rows"] == 173
+    assert manifest["inputs"][0]["rows"] == 173 and len(manifest["model_fingerprint"]) == 16
+    meta = json.loads(pq.read_schema(out / "part-00003.parquet").metadata[b"mtl.embedding"])
+    assert {k: meta[k] for k in ("dimension", "pooling", "normalized", "max_seq_length")} == {
+        "dimension": 16, "pooling": "mean", "normalized": True, "max_seq_length": 24}
+    assert manifest["truncated"] == sum(s["truncated"] for s in manifest["shards"]) > 0
+    assert (out / SUCCESS_MARKER).stat().st_mtime_ns >= max((out / s["file"]).stat().st_mtime_ns for s in manifest["shards"])
+
+
+def test_sorted_mixed_length_batches_equal_one_text_at_a_time(model_dir):
+    model, tokenizer = MultiTaskModel.load(model_dir)
+    texts = make_corpus(Path("unused.jsonl"), 0).body.tolist() or [" ".join(WORDS[: n % 17 + 1]) for n in range(23)]
+    batched, _ = embed_texts(model, tokenizer, texts, batch_size=8, device="cpu")
+    single = np.concatenate([embed_texts(model, tokenizer, [t], batch_size=1, device="cpu")[0] for t in texts])
+    np.testing.assert_allclose(batched, single, atol=1e-5, rtol=0)
+
+
+def test_every_format_and_a_folder_give_the_same_embeddings(model_dir, tmp_path):
+    parquet = make_corpus(tmp_path / "c.parquet", 60)
+    make_corpus(tmp_path / "c.csv", 60)
+    make_corpus(tmp_path / "c.jsonl", 60)
+    reference = pq.read_table(tmp_path / "o-parquet" / "embeddings") if run(model_dir, tmp_path / "c.parquet", tmp_path / "o-parquet") else None
+    for name in ("csv", "jsonl"):
+        run(model_dir, tmp_path / f"c.{name}", tmp_path / f"o-{name}")
+        assert pq.read_table(tmp_path / f"o-{name}" / "embeddings").equals(reference), name
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    make_corpus(folder / "a.parquet", 30, seed=1)
+    make_corpus(folder / "b.parquet", 70, seed=2, start=30)
+    summary = run(model_dir, folder, tmp_path / "o-folder")
+    manifest = json.loads((tmp_path / "o-folder" / "embeddings" / MANIFEST).read_text())
+    assert [s["rows"] for s in manifest["shards"]] == [30, 50, 20] and summary["rows"] == 100  # shards never span files
+    assert pq.read_table(tmp_path / "o-folder" / "embeddings").column("doc_id").to_pylist() == [i * 7 for i in range(100)]
+    assert len(parquet) == 60
+
+
+def test_rows_in_range_slices_exactly(tmp_path):
+    frame = make_corpus(tmp_path / "c.parquet", 200)
+    make_corpus(tmp_path / "c.csv", 200)
+    for name in ("c.parquet", "c.csv"):
+        for offset, count in [(0, 50), (37, 74), (150, 50), (199, 1)]:
+            got = pa.Table.from_batches(list(rows_in_range(str(tmp_path / name), ["doc_id"], offset, count, batch_rows=16)))
+            assert got.column("doc_id").to_pylist() == frame["doc_id"].tolist()[offset:offset + count], (name, offset)
+
+
+def test_rerun_with_unchanged_inputs_changes_no_file(model_dir, tmp_path):
+    make_corpus(tmp_path / "corpus.csv", 120)
+    run(model_dir, tmp_path / "corpus.csv", tmp_path / "out")
+    before = snapshot(tmp_path / "out" / "embeddings")
+    summary = run(model_dir, tmp_path / "corpus.csv", tmp_path / "out")
+    assert summary["computed_shards"] == 0 and snapshot(tmp_path / "out" / "embeddings") == before
+
+
+def test_damaged_shard_is_named_and_recomputed_foreign_file_is_an_error(model_dir, tmp_path, caplog):
+    make_corpus(tmp_path / "corpus.parquet", 120)
+    run(model_dir, tmp_path / "corpus.parquet", tmp_path / "out")
+    out = tmp_path / "out" / "embeddings"
+    reference = pq.read_table(out)
+    shard = out / "part-00001.parquet"
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])  # truncated, e.g. by a full disk
+    with caplog.at_level(logging.WARNING, logger="mtl_model.embed"):
+        summary = run(model_dir, tmp_path / "corpus.parquet", tmp_path / "out")
+    assert "part-00001.parquet is truncated or damaged" in caplog.text
+    assert summary["computed_shards"] == 1 and pq.read_table(out).equals(reference)
+
+    (out / "notes.txt").write_text("mine")
+    pq.write_table(pa.table({"x": [1]}), out / "part-00099.parquet")  # looks like a shard, is not ours
+    with pytest.raises(DataValidationError) as error:
+        run(model_dir, tmp_path / "corpus.parquet", tmp_path / "out")
+    assert "notes.txt: not written by the embed step" in str(error.value) and "part-00099.parquet" in str(error.value)
+
+
+def test_killed_run_resumes_computing_only_missing_shards(model_dir, tmp_path):
+    make_corpus(tmp_path / "corpus.parquet", 3000)
+    config = ["--set", "id_column=doc_id", "--set", "text_column=body", "--set", "rows_per_shard=60", "--set", "sort_window=30",
+              "--set", "batch_size=4", "--set", "precision=fp32"]
+    command = [sys.executable, "-m", "mtl_model", "embed", "--model", str(model_dir), "--corpus", str(tmp_path / "corpus.parquet"),
+               "--out", str(tmp_path / "out"), "--device", "cpu", *config]
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out = tmp_path / "out" / "embeddings"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(out.glob("part-*.parquet"))) < 3:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished = sorted(p.name for p in out.glob("part-*.parquet"))
+    assert 3 <= len(finished) < 50 and not (out / SUCCESS_MARKER).exists(), finished
+    kept = {name: (out / name).stat().st_mtime_ns for name in finished}
+
+    settings = EmbedConfig(id_column="doc_id", text_column="body", rows_per_shard=60, sort_window=30, batch_size=4, precision="fp32")
+    summary = run(model_dir, tmp_path / "corpus.parquet", tmp_path / "out", settings)
+    assert summary["computed_shards"] == 50 - len(finished)  # only the missing ones
+    assert all((out / name).stat().st_mtime_ns == mtime for name, mtime in kept.items())
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # the killed write's temp file is gone
+    run(model_dir, tmp_path / "corpus.parquet", tmp_path / "fresh", settings)
+    resumed, fresh = pq.read_table(out), pq.read_table(tmp_path / "fresh" / "embeddings")
+    assert resumed.column("doc_id").equals(fresh.column("doc_id"))
+    vectors = [np.stack(t.column("embedding").to_numpy(zero_copy_only=False)) for t in (resumed, fresh)]
+    np.testing.assert_allclose(*vectors, atol=1e-6, rtol=0)  # the same up to float summation order across processes
+
+
+def test_bad_rows_are_all_reported_and_nothing_is_written(model_dir, tmp_path):
+    corpus = tmp_path / "bad.csv"
+    corpus.write_text("doc_id,body\n1,fine text\n2,\n,orphan text\n4,   \n")
+    with pytest.raises(DataValidationError) as error:
+        run(model_dir, corpus, tmp_path / "out")
+    message = str(error.value)
+    assert "bad.csv:row 1 (doc_id 2): body is empty" in message and "bad.csv:row 2: doc_id is empty" in message
+    assert "bad.csv:row 3 (doc_id 4): body is empty" in message and message.startswith("3 problem(s)")
+    assert not (tmp_path / "out").exists()
+
+
+def test_pretokenized_input_ids_are_used_as_they_are(model_dir, tmp_path):
+    _, tokenizer = MultiTaskModel.load(model_dir)
+    frame = make_corpus(tmp_path / "c.parquet", 40)
+    encoded = tokenizer(frame.body.tolist(), truncation=True, max_length=24)["input_ids"]
+    pq.write_table(pa.table({"doc_id": frame.doc_id, "body": frame.body, "input_ids": encoded}), tmp_path / "ids.parquet")
+    run(model_dir, tmp_path / "c.parquet", tmp_path / "a")
+    run(model_dir, tmp_path / "ids.parquet", tmp_path / "b")
+    a, b = (np.stack(pq.read_table(tmp_path / x / "embeddings").column("embedding").to_numpy(zero_copy_only=False)) for x in "ab")
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_reduced_precision_only_within_the_cosine_floor(model_dir, monkeypatch):
+    model, tokenizer = MultiTaskModel.load(model_dir)
+    texts = [" ".join(WORDS[: n % 17 + 1]) for n in range(40)]
+    monkeypatch.setattr(embed_module, "cpu_has_bf16", lambda: True)
+    precision, cosine = choose_precision(model, tokenizer, texts, device="cpu", requested="auto", batch_size=8)
+    assert cosine is not None and (precision == "bf16") == (cosine >= 0.9999)
+    monkeypatch.setattr(embed_module, "COSINE_FLOOR", 1.000001)  # unreachable: must fall back to fp32
+    assert choose_precision(model, tokenizer, texts, device="cpu", requested="auto", batch_size=8)[0] == "fp32"
+    assert choose_precision(model, tokenizer, texts, device="cpu", requested="fp32", batch_size=8) == ("fp32", None)
+
+
+@pytest.mark.slow
+def test_bf16_on_this_cpu_keeps_cosine_with_fp32_for_minilm():
+    """The bundled MiniLM on real sample sentences: bf16 is chosen on a bf16 CPU only if cosine ≥ 0.9999."""
+    from mtl_model.device import cpu_has_bf16
+
+    model = build_model(backbone="bundled:all-MiniLM-L6-v2", heads=[HeadSpec(name="t", kind="sentence", labels=["a"])],
+                        pooling="mean", projection_dim=None, normalize=True, head_dropout=0.0, max_seq_length=128).eval()
+    from mtl_model.backbone import load_tokenizer
+
+    tokenizer = load_tokenizer("bundled:all-MiniLM-L6-v2")
+    texts = pd.read_csv(SAMPLE_DIR / "corpus.csv")["text"].tolist()
+    fp32, _ = embed_texts(model, tokenizer, texts, batch_size=32, device="cpu", precision="fp32")
+    bf16, _ = embed_texts(model, tokenizer, texts, batch_size=32, device="cpu", precision="bf16")
+    cosine = min_cosine(fp32, bf16)
+    precision, measured = choose_precision(model, tokenizer, texts, device="cpu", requested="auto", batch_size=32)
+    if cpu_has_bf16():
+        assert measured == pytest.approx(cosine, abs=1e-6)
+        assert precision == ("bf16" if cosine >= 0.9999 else "fp32")
+    else:
+        assert precision == "fp32"
+    assert cosine > 0.999  # bf16 never drifts far on this model
+
+
+def test_plan_travels_as_plain_data(model_dir, tmp_path):
+    make_corpus(tmp_path / "c.parquet", 75)
+    raw = embed_plan_step(str(model_dir), str(tmp_path / "c.parquet"), CONFIG, device="cpu", out_dir=str(tmp_path / "o"))
+    assert json.loads(json.dumps(raw)) == raw
+    plan = EmbedPlan.from_dict(raw)
+    assert [s.rows for s in plan.shards] == [50, 25] and plan.precision == "fp32"
+    assert embed_corpus(plan, device="cpu")["rows"] == 75
