@@ -98,6 +98,8 @@ def main() -> None:
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--out", default="runs/quality/scratch")
     parser.add_argument("--steps", type=int, default=None, help="scratch training steps (default: the config's epochs)")
+    parser.add_argument("--scratch-run", default=None,
+                        help="folder of a finished scratch run (e.g. from flows/pipeline.py) to report instead of training here")
     parser.add_argument("--minilm-run", default="runs/quality/multi", help="folder of a fine-tuned MiniLM run (its metrics.json)")
     parser.add_argument("--minilm-steps", type=int, default=2000, help="train MiniLM here when --minilm-run has no metrics.json")
     parser.add_argument("--device", default="auto")
@@ -106,9 +108,13 @@ def main() -> None:
     device = resolve_device(args.device)
 
     overrides = [f"train.max_steps={args.steps}"] if args.steps else []
-    plan = plan_run(REPO / "data/configs/scratch_three_task.yaml", out=args.out, data_dir=args.data_dir, overrides=overrides)
+    plan = plan_run(REPO / "data/configs/scratch_three_task.yaml", out=args.scratch_run or args.out, data_dir=args.data_dir, overrides=overrides)
     started = time.perf_counter()
-    scratch = run_pipeline(plan, device=device, precision=resolve_precision(device, plan.config.train.precision))
+    if args.scratch_run and (Path(args.scratch_run) / "metrics.json").is_file():
+        finished = json.loads((Path(args.scratch_run) / "metrics.json").read_text())
+        scratch = {"metrics": finished["tasks"], "training": finished["training"]}
+    else:
+        scratch = run_pipeline(plan, device=device, precision=resolve_precision(device, plan.config.train.precision))
     scratch_seconds = time.perf_counter() - started
 
     minilm_metrics = Path(args.minilm_run) / "metrics.json"
@@ -133,7 +139,7 @@ def main() -> None:
     for name, metrics in rows.items():
         print(f"| {name} | " + " | ".join(f"{100 * headline(metrics[t]):.2f}" for t in tasks) + " |")
     report = {
-        "device": device, "scratch": scratch, "scratch_seconds": round(scratch_seconds, 1),
+        "device": device, "scratch": scratch, "scratch_seconds": round(scratch_seconds, 1), "scratch_source": args.scratch_run or "trained here",
         "minilm": {"source": minilm_source, "tasks": minilm["tasks"]}, "classical": classical,
     }
     Path(args.out).mkdir(parents=True, exist_ok=True)

@@ -12,14 +12,26 @@ import json
 import sys
 from typing import Literal
 
-from prefect import flow
+from prefect import flow, get_run_logger, unmapped
 
 from mtl_model.cli import embed_config, parse_embed_args
 from mtl_model.config import EmbedConfig
 from mtl_model.device import resolve_device
 from mtl_model.errors import ConfigError, DataValidationError
 from mtl_model.runtime import quiet_third_party
-from tasks.embed import embed_corpus
+from tasks.embed import check_output_task, embed_shard_task, finish_task, plan_embed_task
+
+
+def embed_corpus(model_dir: str, corpus_path: str, config: EmbedConfig, device: str, out_dir: str) -> dict:
+    """Plan → (up to date: done, or) one mapped task per shard → manifest and `_SUCCESS`. Used by this flow and
+    by the pipeline flow; shards run on the calling flow's task runner (threads, or Dask workers)."""
+    plan = plan_embed_task(model_dir, corpus_path, config, device, out_dir)
+    done = check_output_task(plan)
+    if done is not None:
+        get_run_logger().info("embeddings in %s are up to date: nothing to do", done["path"])
+        return done
+    futures = embed_shard_task.map(unmapped(plan), list(range(len(plan["shards"]))), unmapped(device))
+    return finish_task(plan, [future.result() for future in futures])
 
 
 @flow(name="mtl-embed")

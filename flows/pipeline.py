@@ -14,7 +14,7 @@ from prefect import flow
 from mtl_model.cli import run_cli
 from mtl_model.pipeline import Steps, prepare_run, run_pipeline
 from tasks.data import build_vocab, pad_data, tokenize_data, validate_inputs
-from tasks.embed import embed_corpus
+from flows.embed import embed_corpus
 from tasks.model import compare_policies, evaluate_model, train_model
 
 PREFECT_STEPS = Steps(

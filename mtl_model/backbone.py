@@ -63,7 +63,12 @@ def resolve_backbone(backbone: str) -> str:
 
 
 def backbone_fingerprint(backbone: str) -> str:
-    """Content hash of a local backbone (weights, config, tokenizer); for a hub id, the id itself."""
+    """Content hash of a local backbone (weights, config, tokenizer; a trained model's whole folder); for a hub
+    id, the id itself; `scratch` has no weights to hash."""
+    if backbone == SCRATCH_BACKBONE:
+        return SCRATCH_BACKBONE
+    if is_saved_multitask_model(backbone):
+        return tree_sha256(Path(backbone).expanduser())
     resolved = resolve_backbone(backbone)
     if Path(resolved).exists():
         return tree_sha256(resolved)

@@ -21,6 +21,7 @@ from mtl_model.vocab import VocabConfig
 
 SplitName = Literal["train", "validation", "test"]
 BUNDLED_BACKBONE = "bundled:all-MiniLM-L6-v2"
+SCRATCH_LORA_TARGETS = {"linear1", "linear2"}  # nn.TransformerEncoderLayer's feed-forward Linear layers
 TAGS_SUFFIX = "_tags"  # a joint task `x` has a sentence head `x` and a token head `x_tags`
 
 
@@ -154,8 +155,9 @@ class LoraSettings(_Strict):
     """Scaling numerator: the update is multiplied by alpha / rank."""
     dropout: float = Field(0.05, ge=0.0, lt=1.0)
     """Dropout on the adapter's input during training."""
-    target_modules: list[str] = ["query", "value"]
-    """Names of the encoder's linear layers that get adapters (BERT/MiniLM attention: `query`, `key`, `value`)."""
+    target_modules: list[str] | None = None
+    """Names of the encoder's linear layers that get adapters. `null`: peft's default for the backbone's architecture
+    (BERT/MiniLM: `query`, `value`); for `backbone: scratch`, the feed-forward layers `linear1`, `linear2`."""
 
 
 class TrainConfig(_Strict):
@@ -300,6 +302,12 @@ class PipelineConfig(_Strict):
             raise ValueError(
                 f"tokenize.max_seq_length {self.tokenize.max_seq_length} exceeds model.scratch.max_positions "
                 f"{self.model.scratch.max_positions} (the encoder's position table)"
+            )
+        targets = set(self.train.lora.target_modules or [])
+        if self.model.backbone == SCRATCH_BACKBONE and targets - SCRATCH_LORA_TARGETS:
+            raise ValueError(
+                f"train.lora.target_modules {sorted(targets)}: the scratch encoder's adaptable layers are "
+                f"{sorted(SCRATCH_LORA_TARGETS)} (PyTorch's attention uses its projection weights directly, so LoRA cannot wrap them)"
             )
         metric_task = self.train.early_stopping_metric.split(".")[0]
         if self.train.early_stopping_metric != "mean" and metric_task not in head_names:

@@ -35,7 +35,7 @@ import torch
 
 from mtl_model.device import autocast_dtype, cpu_has_bf16
 from mtl_model.errors import ConfigError, DataValidationError, Problem
-from mtl_model.io import atomic_path, file_sha256, json_sha256, write_json_atomic
+from mtl_model.io import atomic_path, code_version, file_sha256, json_sha256, write_json_atomic
 from mtl_model.model import MultiTaskModel
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,9 @@ def record_batches(path: str, columns: list[str], batch_rows: int = 8192) -> Ite
         elif suffix == ".csv":
             import pyarrow.csv as pacsv
 
-            reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 22))
+            # Every column as written: no inference that would turn id `00042` into 42 or a text into a date.
+            reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 22),
+                                    convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in columns}))
             for batch in reader:
                 yield batch.select([c for c in columns if c in batch.schema.names])
         else:
@@ -113,7 +115,10 @@ def rows_in_range(path: str, columns: list[str], offset: int, count: int, batch_
     """Rows [offset, offset + count) of one file, streamed. Parquet skips whole row groups before the range."""
     position = 0
     if not path.startswith("hf:") and Path(path).suffix.lower() == ".parquet":
-        parquet = pq.ParquetFile(path)
+        try:
+            parquet = pq.ParquetFile(path)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise DataValidationError([Problem(path, "", f"cannot read as Parquet: {exc}")]) from exc
         present = [c for c in columns if c in parquet.schema_arrow.names]
         groups, start = [], 0
         for index in range(parquet.metadata.num_row_groups):
@@ -314,6 +319,7 @@ class EmbedPlan:
     pooling: str
     normalized: bool
     max_seq_length: int
+    vocab_size: int
     shards: tuple[ShardSpec, ...]
     inputs: tuple[CorpusFile, ...]
 
@@ -322,7 +328,7 @@ class EmbedPlan:
         """What decides a shard's content besides its rows: model, columns, precision."""
         return json_sha256({
             "model": self.model_fingerprint, "id": self.id_column, "text": self.text_column,
-            "include_text": self.include_text, "precision": self.precision,
+            "include_text": self.include_text, "precision": self.precision, "code": code_version(),
         })[:16]
 
     def to_dict(self) -> dict:
@@ -361,17 +367,28 @@ def shard_is_complete(path: Path, plan: EmbedPlan, shard: ShardSpec) -> bool | N
 
 def _windows(plan: EmbedPlan, shard: ShardSpec, tokenizer) -> Iterator[tuple[pa.Array, list[str], list[list[int]], int]]:
     """Windows of `sort_window` rows: ids, texts, token ids, truncated count."""
-    columns = [plan.id_column, plan.text_column, "input_ids"]
+    columns = [plan.id_column, plan.text_column, "input_ids", "attention_mask"]
     pending: list[pa.RecordBatch] = []
     pending_rows = 0
 
     def flush(batches: list[pa.RecordBatch]):
         table = pa.Table.from_batches(batches)
         texts = [str(t) for t in table.column(plan.text_column).to_pylist()]
-        if "input_ids" in table.column_names:  # already tokenized by the pipeline: use the ids as they are
+        if "input_ids" in table.column_names:  # already tokenized with this model's tokenizer: use the ids
             encoded = [list(ids) for ids in table.column("input_ids").to_pylist()]
-            if max(map(len, encoded), default=0) > plan.max_seq_length:
-                raise DataValidationError([Problem(shard.source, "", f"input_ids longer than the model's max_seq_length {plan.max_seq_length}")])
+            if "attention_mask" in table.column_names:  # padded rows (like the pipeline's tokenized Parquet)
+                masks = table.column("attention_mask").to_pylist()
+                encoded = [[i for i, keep in zip(ids, mask) if keep] for ids, mask in zip(encoded, masks)]
+            ids_column = table.column(plan.id_column).to_pylist()
+            bad = [(row, ids_column[row]) for row, ids in enumerate(encoded)
+                   if len(ids) > plan.max_seq_length or not ids or max(ids) >= plan.vocab_size or min(ids) < 0]
+            if bad:
+                raise DataValidationError([
+                    Problem(shard.source, f"row {shard.offset + row} ({plan.id_column} {row_id!r})",
+                            f"input_ids empty, longer than max_seq_length {plan.max_seq_length} or outside the model's vocabulary "
+                            f"of {plan.vocab_size}: were they made by this model's tokenizer?")
+                    for row, row_id in bad[:MAX_LISTED_PROBLEMS]
+                ])
             truncated = 0
         else:
             encoded, truncated = encode_texts(tokenizer, texts, plan.max_seq_length)
@@ -390,29 +407,48 @@ def _windows(plan: EmbedPlan, shard: ShardSpec, tokenizer) -> Iterator[tuple[pa.
 
 
 def _read_ahead(iterator: Iterator, depth: int = 2) -> Iterator:
-    """Run `iterator` in a thread, `depth` items ahead: reading and tokenizing overlap the model's work."""
+    """Run `iterator` in a thread, `depth` items ahead: reading and tokenizing overlap the model's work.
+    If the consumer stops early (an error while embedding), the producer is told to stop and joined."""
     items: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
     done = object()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def produce() -> None:
         try:
             for item in iterator:
-                items.put(item)
+                if not put(item):
+                    return
         except BaseException as exc:  # handed to the consumer, raised there
-            items.put(exc)
-        items.put(done)
+            put(exc)
+            return
+        put(done)
 
     thread = threading.Thread(target=produce, name="embed-read-ahead", daemon=True)
     thread.start()
-    while (item := items.get()) is not done:
-        if isinstance(item, BaseException):
-            raise item
-        yield item
-    thread.join()
+    try:
+        while (item := items.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
+# Per-process state, on purpose: a worker that runs many shards loads the model once (keyed by folder and
+# content fingerprint, so a retrained model is reloaded), and its shard threads take turns on it.
 _MODELS: dict[tuple[str, str, str], tuple[MultiTaskModel, object]] = {}
 _MODELS_LOCK = threading.Lock()
+_SHARD_LOCK = threading.Lock()
 
 
 def load_model_once(model_dir: str, fingerprint: str, device: str) -> tuple[MultiTaskModel, object]:
@@ -426,7 +462,16 @@ def load_model_once(model_dir: str, fingerprint: str, device: str) -> tuple[Mult
 
 
 def embed_shard(plan: EmbedPlan, index: int, *, device: str) -> dict:
-    """Compute shard `index` unless a finished copy is already there; returns its record for the manifest."""
+    """Compute shard `index` unless a finished copy is already there; returns its record for the manifest.
+
+    Shards mapped onto threads of one process run one at a time (they share one model and tokenizer, and
+    memory stays bounded by one shard's windows); separate processes or Dask workers run in parallel.
+    """
+    with _SHARD_LOCK:
+        return _embed_shard(plan, index, device=device)
+
+
+def _embed_shard(plan: EmbedPlan, index: int, *, device: str) -> dict:
     shard = plan.shards[index]
     target = Path(plan.out_dir) / shard.file
     if target.exists() and shard_is_complete(target, plan, shard):
@@ -442,14 +487,19 @@ def embed_shard(plan: EmbedPlan, index: int, *, device: str) -> dict:
         + ([(plan.text_column, pa.string())] if plan.include_text else []),
         metadata=metadata,
     )
+    written = 0
     with atomic_path(target) as temp:
         with pq.ParquetWriter(temp, schema) as writer:
             for ids, texts, encoded, _ in _read_ahead(_windows(plan, shard, tokenizer)):
+                written += len(encoded)
                 embeddings = embed_token_ids(model, encoded, batch_size=plan.batch_size, device=device, precision=plan.precision, pad_id=pad_id)
                 columns = [ids.cast(schema.field(0).type), embedding_array(embeddings)]
                 if plan.include_text:
                     columns.append(pa.array(texts, type=pa.string()))
                 writer.write_table(pa.Table.from_arrays(columns, schema=schema))
+        if written != shard.rows:  # the input changed since it was planned: never publish a short shard
+            raise DataValidationError([Problem(shard.source, f"rows {shard.offset}–{shard.offset + shard.rows - 1}",
+                                               f"{shard.file}: read {written} rows, the plan has {shard.rows}; did the file change?")])
     return {"file": shard.file, "rows": shard.rows, "computed": True, **_shard_stats(target)}
 
 
@@ -461,7 +511,10 @@ def _shard_stats(path: Path) -> dict:
 def _id_type(source: str, id_column: str) -> pa.DataType:
     """The id column's Arrow type, as the input has it (from the file's schema or its first batch)."""
     if not source.startswith("hf:") and Path(source).suffix.lower() == ".parquet":
-        return pq.ParquetFile(source).schema_arrow.field(id_column).type
+        try:
+            return pq.ParquetFile(source).schema_arrow.field(id_column).type
+        except (pa.ArrowInvalid, OSError, KeyError) as exc:
+            raise DataValidationError([Problem(source, "", f"cannot read the {id_column!r} column: {exc}")]) from exc
     for batch in record_batches(source, [id_column], batch_rows=1024):
         return batch.schema.field(id_column).type
     return pa.string()
@@ -470,41 +523,59 @@ def _id_type(source: str, id_column: str) -> pa.DataType:
 # ------------------------------------------------------------------------------ plan / finish
 
 
-def inspect_output(out_dir: Path, plan: EmbedPlan) -> list[str]:
-    """Check the folder before writing: foreign files are an error that names them; leftovers of a killed
-    run (our temporary files) are removed; damaged or stale shards of ours are named and removed so they
-    are recomputed. Returns the names of shards that were removed."""
-    if not out_dir.exists():
-        return []
+def _manifest_files(out_dir: Path) -> set[str]:
+    """Shard names an earlier run of this step recorded in `_manifest.json` (so they are ours)."""
+    try:
+        return {record["file"] for record in json.loads((out_dir / MANIFEST).read_text())["shards"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+
+
+def classify_output(out_dir: Path, plan: EmbedPlan) -> tuple[list[str], list[str], list[str]]:
+    """Sort the folder's entries, changing nothing: (foreign, ours to remove, our temp files).
+
+    A shard-named file is ours when it carries our metadata or an earlier manifest lists it; ours but
+    stale (other input, model or settings) or unreadable (truncated, damaged) → removed and recomputed.
+    Anything else, including an unreadable `part-*.parquet` we never recorded, is foreign.
+    """
     expected = {shard.file: shard for shard in plan.shards}
-    foreign, removed = [], []
+    recorded = _manifest_files(out_dir)
+    foreign, remove, temps = [], [], []
     for entry in sorted(out_dir.iterdir()):
         name = entry.name
         if name in (MANIFEST, SUCCESS_MARKER):
             continue
         if OUR_TEMP_RE.match(name) and entry.is_file():
-            entry.unlink()  # an interrupted write of ours
-            continue
-        if SHARD_RE.match(name) and entry.is_file():
-            state = shard_is_complete(entry, plan, expected[name]) if name in expected else False
-            if state is None:
-                log.warning("embeddings: %s is truncated or damaged; it will be recomputed", entry)
-                entry.unlink()
-                removed.append(name)
-            elif state is False:
-                if name in expected or _is_ours(entry):
-                    entry.unlink()  # from an earlier input or model: replaced (or, beyond the plan, removed)
-                    removed.append(name)
-                else:
-                    foreign.append(name)
-            continue
-        foreign.append(name)
+            temps.append(name)
+        elif SHARD_RE.match(name) and entry.is_file():
+            if name in expected and shard_is_complete(entry, plan, expected[name]):
+                continue  # finished shard of this very plan: kept
+            (remove if name in recorded or _is_ours(entry) else foreign).append(name)
+        else:
+            foreign.append(name)
+    return foreign, remove, temps
+
+
+def inspect_output(out_dir: Path, plan: EmbedPlan) -> list[str]:
+    """Foreign files → an error naming them, before anything changes. Then our temp files from a killed run
+    are deleted, and our stale or damaged shards are named in the log and deleted so they are recomputed."""
+    if not out_dir.exists():
+        return []
+    foreign, remove, temps = classify_output(out_dir, plan)
     if foreign:
         raise DataValidationError([
             Problem(str(out_dir / name), "", "not written by the embed step; move it elsewhere (readers of this folder would read it too)")
             for name in foreign
         ])
-    return removed
+    (out_dir / SUCCESS_MARKER).unlink(missing_ok=True)  # the folder is about to change
+    for name in temps:
+        (out_dir / name).unlink()
+    for name in remove:
+        path = out_dir / name
+        why = "from an earlier input, model or setting" if _is_ours(path) else "truncated or damaged"
+        log.warning("embeddings: %s is %s; it will be recomputed", path, why)
+        path.unlink()
+    return remove
 
 
 def _is_ours(path: Path) -> bool:
@@ -577,7 +648,8 @@ def plan_embedding(
         out_dir=str(out_dir), model_dir=str(model_dir), model_name=model.config.backbone, model_fingerprint=model_fingerprint,
         id_column=id_column, text_column=text_column, include_text=include_text, batch_size=batch_size, sort_window=sort_window,
         precision=chosen, precision_check_cosine=cosine, dimension=int(model.embedding_dim), pooling=model.config.pooling,
-        normalized=model.config.normalize, max_seq_length=model.config.max_seq_length, shards=tuple(shards), inputs=tuple(inputs),
+        normalized=model.config.normalize, max_seq_length=model.config.max_seq_length, vocab_size=len(tokenizer),
+        shards=tuple(shards), inputs=tuple(inputs),
     )
 
 
@@ -589,7 +661,6 @@ def prepare_output(plan: EmbedPlan) -> dict | None:
         return done
     out = Path(plan.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / SUCCESS_MARKER).unlink(missing_ok=True)
     inspect_output(out, plan)
     return None
 

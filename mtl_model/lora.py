@@ -17,12 +17,15 @@ def _linear_names(module: nn.Module) -> list[str]:
     return sorted({name.rsplit(".", 1)[-1] for name, child in module.named_modules() if isinstance(child, nn.Linear)})
 
 
-def add_lora_adapters(encoder: nn.Module, *, rank: int, alpha: float, dropout: float, target_modules: list[str]) -> int:
-    """Inject LoRA adapters into `encoder`'s matching layers; returns how many layers were adapted."""
+def add_lora_adapters(encoder: nn.Module, *, rank: int, alpha: float, dropout: float, target_modules: list[str] | None) -> int:
+    """Inject LoRA adapters into `encoder`'s matching layers; returns how many layers were adapted.
+
+    `target_modules=None` lets peft pick its default for the architecture (`encoder.config.model_type`)."""
     from peft import LoraConfig, inject_adapter_in_model
     from peft.tuners.lora import LoraLayer
 
-    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules), bias="none")
+    targets = list(target_modules) if target_modules else None
+    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, bias="none")
     try:
         inject_adapter_in_model(config, encoder)
     except ValueError as exc:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from mtl_model.backbone import load_tokenizer
+from mtl_model.backbone import backbone_fingerprint, load_tokenizer
 from mtl_model.compare import write_comparison
 from mtl_model.config import TAGS_SUFFIX, EmbedConfig, EvaluateConfig, ModelConfig, TaskSpec, TokenizeConfig, TrainConfig
 from mtl_model.datasets import load_task_data
@@ -177,6 +177,7 @@ def train_step(
     out = Path(out_dir)
     fingerprint = json_sha256({
         "model": model_config.model_dump(mode="json"),
+        "backbone": backbone_fingerprint(model_config.backbone),  # contents: a retrained backbone is a new start
         "train": train_config.model_dump(mode="json", exclude={"checkpoint_every", "keep_checkpoints"}),
         "max_seq_length": max_seq_length,
         "loss_weights": loss_weights,

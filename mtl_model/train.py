@@ -15,6 +15,7 @@ import math
 import re
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,13 +25,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mtl_model.config import TAGS_SUFFIX, TrainConfig
+from mtl_model.config import SCRATCH_LORA_TARGETS, TAGS_SUFFIX, TrainConfig
 from mtl_model.device import autocast_dtype
 from mtl_model.evaluate import evaluate_splits
 from mtl_model.freeze import FreezePolicy, apply_freeze_policy, count_parameters, gradual_stages, parse_freeze_policy, set_train_mode
 from mtl_model.lora import add_lora_adapters, merge_lora_adapters
 from mtl_model.io import atomic_path
 from mtl_model.model import MultiTaskModel
+from mtl_model.modules.scratch import ScratchEncoder
 from mtl_model.tokenization import IGNORE_INDEX, TokenizedSplit
 
 GROUP_WINDOW = 50  # batches per length-sorting window
@@ -325,6 +327,11 @@ class TrainResult:
 # ----------------------------------------------------------------------------------- training
 
 
+def lora_target(model: MultiTaskModel) -> nn.Module:
+    """The module LoRA adapts: the Hugging Face model itself (so peft knows its architecture), or our encoder."""
+    return getattr(model.encoder, "auto_model", model.encoder)
+
+
 def steps_per_epoch(config: TrainConfig, split_sizes: dict[str, int]) -> int:
     """Optimizer steps in which the largest task sees its training split once."""
     return total_steps(config.model_copy(update={"epochs": 1.0, "max_steps": None}), split_sizes)
@@ -350,8 +357,9 @@ def train_multitask(
     """
     policy: FreezePolicy = parse_freeze_policy(config.freeze_policy)
     if policy.kind == "lora":
-        lora = config.lora
-        add_lora_adapters(model.encoder, rank=lora.rank, alpha=lora.alpha, dropout=lora.dropout, target_modules=lora.target_modules)
+        lora, adapted = config.lora, lora_target(model)
+        targets = lora.target_modules or (sorted(SCRATCH_LORA_TARGETS) if isinstance(model.encoder, ScratchEncoder) else None)
+        add_lora_adapters(adapted, rank=lora.rank, alpha=lora.alpha, dropout=lora.dropout, target_modules=targets)
         model.to(device)
     final_stage = gradual_stages(model) - 1 if policy.kind == "gradual" else 0
     apply_freeze_policy(model, policy, stage=final_stage)
@@ -373,6 +381,13 @@ def train_multitask(
     uncertainty = UncertaintyWeights(tasks).to(device) if config.loss_weighting == "uncertainty" else None
     optimizer = build_optimizer(model, config, uncertainty, include=will_train if policy.kind == "gradual" else None)
     unfreeze_every = config.unfreeze_every or steps_per_epoch(config, {task: len(split) for task, split in train_splits.items()})
+    if policy.kind == "gradual" and final_stage * unfreeze_every > steps - 1:
+        reached = min(final_stage, (steps - 1) // unfreeze_every)
+        warnings.warn(
+            f"gradual unfreezing: {steps} steps with one group every {unfreeze_every} steps unfreeze {reached} of "
+            f"{final_stage} encoder groups; set train.unfreeze_every to at most {max(1, (steps - 1) // final_stage)} to reach them all",
+            stacklevel=2,
+        )
     scheduler = linear_schedule(optimizer, int(config.warmup_ratio * steps), steps)
     amp_dtype = autocast_dtype(precision)
     scaler = torch.amp.GradScaler(device, enabled=precision == "fp16")  # fp16 gradients underflow without it
@@ -383,6 +398,8 @@ def train_multitask(
         raise ValueError("train.eval_every is set but no task has a validation split")
 
     result = TrainResult(True, steps, config.freeze_policy, trainable, total, 0.0, precision=precision)
+    stage: int | None = None  # gradual unfreezing: the stage applied so far
+    mode_set = False
     best_state: dict[str, torch.Tensor] | None = None
     bad_evals, step = 0, 0
 
@@ -423,6 +440,9 @@ def train_multitask(
             setattr(result, key, value)
         best_state, bad_evals = saved["best_state"], saved["bad_evals"]
         result.resumed_from = step
+        if policy.kind == "gradual":  # the stage the checkpoint was in; its unfreezing is already in the log
+            stage = min(step // unfreeze_every, final_stage)
+            result.trainable_params, _ = apply_freeze_policy(model, policy, stage=stage)
 
     bar = None
     if progress or (progress is None and sys.stderr.isatty()):
@@ -430,17 +450,16 @@ def train_multitask(
 
         bar = tqdm(total=steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
 
-    stage = None
     started = time.perf_counter() - result.seconds
     while step < steps and not result.stopped_early:
         if policy.kind == "gradual" and stage != min(step // unfreeze_every, final_stage):
             stage = min(step // unfreeze_every, final_stage)  # a function of the step, so resuming restores it
             result.trainable_params, _ = apply_freeze_policy(model, policy, stage=stage)
             result.log.append({"step": step, "kind": "train", "task": "", "name": "trainable_params", "value": float(result.trainable_params)})
-            set_train_mode(model)
-        elif stage is None:
-            stage = 0
+            mode_set = False
+        if not mode_set:
             set_train_mode(model)  # fully frozen modules stay in eval mode: no dropout where nothing trains
+            mode_set = True
         optimizer.zero_grad(set_to_none=True)
         step_losses: dict[str, float] = {}
         weighted_total = 0.0
@@ -496,7 +515,7 @@ def train_multitask(
                 bad_evals += 1
                 if config.early_stopping_patience is not None and bad_evals >= config.early_stopping_patience:
                     result.stopped_early = True
-            set_train_mode(model)
+            mode_set = False
         if checkpointer is not None and config.checkpoint_every and step % config.checkpoint_every == 0 and step < steps:
             result.seconds = time.perf_counter() - started
             checkpointer.save(snapshot())
@@ -509,7 +528,7 @@ def train_multitask(
     if best_state is not None:
         model.load_state_dict(best_state)  # the best evaluation's weights become the model
     if policy.kind == "lora":
-        merge_lora_adapters(model.encoder)  # plain weights again: saving and consumers need no peft
+        merge_lora_adapters(lora_target(model))  # plain weights again: saving and consumers need no peft
         result.total_params = count_parameters(model)[1]
     model.eval()
     return result

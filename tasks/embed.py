@@ -1,9 +1,10 @@
-"""Step 5 as Prefect tasks: plan the shards (cached by corpus and model content), embed each shard as a
-mapped task (so a Dask task runner spreads them over workers), then write the manifest and `_SUCCESS`."""
+"""Step 5 as Prefect tasks: plan the shards (cached by corpus and model content), check the output folder,
+embed one shard (mapped by `flows/embed.py`, so a Dask task runner spreads shards over workers), then
+write the manifest and `_SUCCESS`."""
 
 from __future__ import annotations
 
-from prefect import get_run_logger, task, unmapped
+from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from mtl_model import steps
@@ -15,7 +16,9 @@ from tasks.policies import IO_TASK, content_key
 @task(
     name="embed-plan",
     cache_key_fn=lambda ctx, p: content_key(
-        "embed-plan", inputs=[p["model_dir"], p["corpus_path"]], config=[p["config"], p["device"], p["out_dir"]],
+        # contents and paths: the plan names the files it will read, so a moved corpus must be planned again
+        "embed-plan", inputs=[p["model_dir"], p["corpus_path"]],
+        config=[p["config"], p["device"], p["out_dir"], p["model_dir"], p["corpus_path"]],
     ),
     **IO_TASK,
 )
@@ -57,14 +60,3 @@ def finish_task(plan: dict, records: list[dict]) -> dict:
     )
     get_run_logger().info("embedded %d rows → %s", summary["rows"], summary["path"])
     return summary
-
-
-def embed_corpus(model_dir: str, corpus_path: str, config: EmbedConfig, device: str, out_dir: str) -> dict:
-    """Plan → (nothing to do, or) mapped shards → finish. Shards run on the flow's task runner."""
-    plan = plan_embed_task(model_dir, corpus_path, config, device, out_dir)
-    done = check_output_task(plan)
-    if done is not None:
-        get_run_logger().info("embeddings in %s are up to date: nothing to do", done["path"])
-        return done
-    futures = embed_shard_task.map(unmapped(plan), list(range(len(plan["shards"]))), unmapped(device))
-    return finish_task(plan, [future.result() for future in futures])

@@ -39,6 +39,22 @@ def tiny_backbone(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def model_dir(tmp_path_factory, tiny_backbone) -> Path:
+    """A saved (untrained) model on the tiny BERT: projection 16, max_seq_length 24, for the embed tests."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from mtl_model.model import HeadSpec, build_model
+
+    torch.manual_seed(0)
+    model = build_model(backbone=str(tiny_backbone), heads=[HeadSpec(name="t", kind="sentence", labels=["a", "b"])],
+                        pooling="mean", projection_dim=16, normalize=True, head_dropout=0.0, max_seq_length=24).eval()
+    target = tmp_path_factory.mktemp("embed-model") / "model"
+    model.save(target, AutoTokenizer.from_pretrained(tiny_backbone))
+    return target
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real datasets beside the checkout. Optional on a laptop; in CI (CI set) their absence fails."""
     if not SHARED_DATA.is_dir():

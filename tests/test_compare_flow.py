@@ -9,7 +9,7 @@ import pytest
 from mtl_model.errors import ConfigError
 from tests.test_pipeline_flow import task_run_states, write_config
 
-pytestmark = pytest.mark.usefixtures("prefect_harness")
+pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.filterwarnings("ignore:gradual unfreezing")]
 
 POLICIES = ["none", "all", "backbone", "head:ner", "top:1", "gradual|train.unfreeze_every=2", "lora", "none|train.layerwise_lr_decay=0.5"]
 

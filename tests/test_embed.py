@@ -17,7 +17,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import torch
 
 import mtl_model.embed as embed_module
 from mtl_model.config import EmbedConfig
@@ -30,18 +29,6 @@ from mtl_model.steps import embed_plan_step, embed_step
 from tests.conftest import REPO_ROOT, SAMPLE_DIR
 
 WORDS = "the quick brown fox jumps over a lazy dog while markets rally and the home team wins again".split()
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, tiny_backbone) -> Path:
-    from transformers import AutoTokenizer
-
-    torch.manual_seed(0)
-    model = build_model(backbone=str(tiny_backbone), heads=[HeadSpec(name="t", kind="sentence", labels=["a", "b"])],
-                        pooling="mean", projection_dim=16, normalize=True, head_dropout=0.0, max_seq_length=24).eval()
-    target = tmp_path_factory.mktemp("embed-model") / "model"
-    model.save(target, AutoTokenizer.from_pretrained(tiny_backbone))
-    return target
 
 
 def make_corpus(path: Path, rows: int, seed: int = 0, start: int = 0) -> pd.DataFrame:
@@ -91,7 +78,8 @@ def test_output_contract_ids_in_order_manifest_and_success_last(model_dir, tmp_p
 
 def test_sorted_mixed_length_batches_equal_one_text_at_a_time(model_dir):
     model, tokenizer = MultiTaskModel.load(model_dir)
-    texts = make_corpus(Path("unused.jsonl"), 0).body.tolist() or [" ".join(WORDS[: n % 17 + 1]) for n in range(23)]
+    rng = np.random.default_rng(5)
+    texts = [" ".join(rng.choice(WORDS, size=int(rng.integers(1, 41)))) for _ in range(23)]  # 1–40 words, some cut at 24 tokens
     batched, _ = embed_texts(model, tokenizer, texts, batch_size=8, device="cpu")
     single = np.concatenate([embed_texts(model, tokenizer, [t], batch_size=1, device="cpu")[0] for t in texts])
     np.testing.assert_allclose(batched, single, atol=1e-5, rtol=0)
@@ -101,10 +89,14 @@ def test_every_format_and_a_folder_give_the_same_embeddings(model_dir, tmp_path)
     parquet = make_corpus(tmp_path / "c.parquet", 60)
     make_corpus(tmp_path / "c.csv", 60)
     make_corpus(tmp_path / "c.jsonl", 60)
-    reference = pq.read_table(tmp_path / "o-parquet" / "embeddings") if run(model_dir, tmp_path / "c.parquet", tmp_path / "o-parquet") else None
-    for name in ("csv", "jsonl"):
+    run(model_dir, tmp_path / "c.parquet", tmp_path / "o-parquet")
+    reference = pq.read_table(tmp_path / "o-parquet" / "embeddings")
+    for name, id_type in (("csv", pa.string()), ("jsonl", pa.int64())):  # CSV ids are read as written: text
         run(model_dir, tmp_path / f"c.{name}", tmp_path / f"o-{name}")
-        assert pq.read_table(tmp_path / f"o-{name}" / "embeddings").equals(reference), name
+        table = pq.read_table(tmp_path / f"o-{name}" / "embeddings")
+        assert table.schema.field("doc_id").type == id_type, name
+        assert table.column("doc_id").cast(pa.int64()).equals(reference.column("doc_id")), name
+        assert table.column("embedding").equals(reference.column("embedding")), name
     folder = tmp_path / "folder"
     folder.mkdir()
     make_corpus(folder / "a.parquet", 30, seed=1)
@@ -122,7 +114,13 @@ def test_rows_in_range_slices_exactly(tmp_path):
     for name in ("c.parquet", "c.csv"):
         for offset, count in [(0, 50), (37, 74), (150, 50), (199, 1)]:
             got = pa.Table.from_batches(list(rows_in_range(str(tmp_path / name), ["doc_id"], offset, count, batch_rows=16)))
-            assert got.column("doc_id").to_pylist() == frame["doc_id"].tolist()[offset:offset + count], (name, offset)
+            assert [int(i) for i in got.column("doc_id").to_pylist()] == frame["doc_id"].tolist()[offset:offset + count], (name, offset)
+
+
+def test_csv_ids_keep_their_written_form(model_dir, tmp_path):
+    (tmp_path / "c.csv").write_text("doc_id,body\n00042,first text\n2024-01-02,second text\n7,1999\n")
+    run(model_dir, tmp_path / "c.csv", tmp_path / "out")
+    assert pq.read_table(tmp_path / "out" / "embeddings").column("doc_id").to_pylist() == ["00042", "2024-01-02", "7"]
 
 
 def test_rerun_with_unchanged_inputs_changes_no_file(model_dir, tmp_path):
@@ -147,9 +145,20 @@ def test_damaged_shard_is_named_and_recomputed_foreign_file_is_an_error(model_di
 
     (out / "notes.txt").write_text("mine")
     pq.write_table(pa.table({"x": [1]}), out / "part-00099.parquet")  # looks like a shard, is not ours
+    before = snapshot(out)
     with pytest.raises(DataValidationError) as error:
         run(model_dir, tmp_path / "corpus.parquet", tmp_path / "out")
     assert "notes.txt: not written by the embed step" in str(error.value) and "part-00099.parquet" in str(error.value)
+    assert snapshot(out) == before  # nothing deleted or changed, `_SUCCESS` included
+
+    other = tmp_path / "other" / "embeddings"  # another tool's output under our planned names: never deleted
+    other.mkdir(parents=True)
+    pq.write_table(pa.table({"x": [1]}), other / "part-00000.parquet")
+    (other / "part-00001.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(DataValidationError) as error:
+        run(model_dir, tmp_path / "corpus.parquet", tmp_path / "other")
+    assert "part-00000.parquet" in str(error.value) and "part-00001.parquet" in str(error.value)
+    assert sorted(p.name for p in other.iterdir()) == ["part-00000.parquet", "part-00001.parquet"]
 
 
 def test_killed_run_resumes_computing_only_missing_shards(model_dir, tmp_path):
@@ -187,8 +196,8 @@ def test_bad_rows_are_all_reported_and_nothing_is_written(model_dir, tmp_path):
     with pytest.raises(DataValidationError) as error:
         run(model_dir, corpus, tmp_path / "out")
     message = str(error.value)
-    assert "bad.csv:row 1 (doc_id 2): body is empty" in message and "bad.csv:row 2: doc_id is empty" in message
-    assert "bad.csv:row 3 (doc_id 4): body is empty" in message and message.startswith("3 problem(s)")
+    assert "bad.csv:row 1 (doc_id '2'): body is empty" in message and "bad.csv:row 2: doc_id is empty" in message
+    assert "bad.csv:row 3 (doc_id '4'): body is empty" in message and message.startswith("3 problem(s)")
     assert not (tmp_path / "out").exists()
 
 

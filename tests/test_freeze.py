@@ -109,6 +109,7 @@ def _changed(before: dict[str, torch.Tensor], model: MultiTaskModel) -> set[str]
          ["encoder.auto_model.encoder.layer.1.", "heads.topic."]),
     ],
 )
+@pytest.mark.filterwarnings("ignore:gradual unfreezing")  # the gradual case stops early on purpose
 def test_frozen_weights_are_bitwise_unchanged_after_training(tiny_backbone, policy, settings, frozen_prefixes, trained_prefixes):
     model = tiny_model(tiny_backbone)
     before = _train(model, policy, **settings)
@@ -195,6 +196,12 @@ def test_gradual_unfreezing_schedule_is_logged(tiny_backbone):
     schedule = [(r["step"], int(r["value"])) for r in result.log if r["name"] == "trainable_params"]
     assert schedule == [(0, TOP), (2, TOP + LAYER), (4, TOP + 2 * LAYER), (6, total)]
     assert result.trainable_params == total
+
+
+def test_gradual_that_cannot_reach_every_group_warns(tiny_backbone):
+    config = TrainConfig(max_steps=4, batch_size=8, freeze_policy="gradual", unfreeze_every=2)
+    with pytest.warns(UserWarning, match=r"unfreeze 1 of 3 encoder groups; set train.unfreeze_every to at most 1"):
+        train_multitask(tiny_model(tiny_backbone), {"topic": one_batch_split(seed=1)}, config, device="cpu")
 
 
 def test_policy_all_trains_nothing_and_creates_no_optimizer(tiny_backbone, monkeypatch):

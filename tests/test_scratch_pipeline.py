@@ -144,3 +144,24 @@ def test_scratch_model_save_load_gives_identical_embeddings(tmp_path):
     b = loaded(batch["input_ids"], batch["attention_mask"], task="ner")
     assert torch.equal(a["sentence_embedding"], b["sentence_embedding"]) and torch.equal(a["logits"], b["logits"])
     assert loaded.config.backbone == "scratch" and loaded.encoder.config.positions == "learned"
+
+
+def test_lora_on_the_scratch_encoder_adapts_its_feed_forward_layers(tmp_path):
+    from mtl_model.config import TrainConfig, plan_run
+    from mtl_model.train import train_multitask
+    from mtl_model.vocab import VocabConfig, build_tokenizer
+    from tests.test_model import one_batch_split
+
+    with pytest.raises(ConfigError, match=r"train.lora.target_modules \['query'\]: the scratch encoder's adaptable layers are \['linear1', 'linear2'\]"):
+        plan_run(scratch_config(tmp_path, SAMPLE_DIR), freeze_policy="lora", overrides=["train.lora.target_modules=[query]"])
+    tokenizer = build_tokenizer([" ".join(str(i) for i in range(300))], VocabConfig(kind="word_level", min_frequency=1), model_max_length=64)
+    torch.manual_seed(0)
+    model = build_model(backbone="scratch", heads=[HeadSpec(name="topic", kind="sentence", labels=list("abcd"))], pooling="mean",
+                        projection_dim=None, normalize=True, head_dropout=0.0, max_seq_length=64,
+                        scratch=ScratchArchitecture(**TINY), tokenizer=tokenizer)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = train_multitask(model, {"topic": one_batch_split(seed=1)}, TrainConfig(max_steps=3, batch_size=8, freeze_policy="lora"), device="cpu")
+    lora = 2 * 2 * 8 * (32 + 64)  # 2 layers × {linear1 32→64, linear2 64→32} × rank 8 × (in + out)
+    assert result.trainable_params == lora + 32 * 4 + 4
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(before[k], v)}
+    assert {k for k in changed if k.startswith("encoder.")} == {f"encoder.layers.{i}.linear{j}.weight" for i in (0, 1) for j in (1, 2)}
