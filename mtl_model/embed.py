@@ -47,6 +47,8 @@ SHARD_RE = re.compile(r"^part-(\d{5})\.parquet$")
 OUR_TEMP_RE = re.compile(r"^\.(part-\d{5}\.parquet|_manifest\.json|_SUCCESS)\.tmp-[0-9a-f]{8}$")
 CORPUS_SUFFIXES = (".parquet", ".csv", ".jsonl", ".json")
 COSINE_FLOOR = 0.9999  # reduced precision is used only when it keeps embeddings this close to fp32
+PRECISION_SAMPLE_ROWS = 1024  # rows of the corpus's start on which that is checked
+FP32_MAX_TOKENS = 8  # batches of texts this short run in fp32: few tokens average out no rounding, and they cost nothing
 MAX_LISTED_PROBLEMS = 200
 
 
@@ -242,10 +244,11 @@ def embed_token_ids(
     order = np.argsort(-lengths, kind="stable")
     out = np.zeros((len(encoded), model.embedding_dim), dtype=np.float32)  # (N, D)
     dtype = autocast_dtype(precision)
-    autocast = torch.autocast(device_type=device.split(":")[0], dtype=dtype) if dtype else contextlib.nullcontext()
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
         width = int(lengths[rows].max())
+        reduced = dtype is not None and width > FP32_MAX_TOKENS
+        autocast = torch.autocast(device_type=device.split(":")[0], dtype=dtype) if reduced else contextlib.nullcontext()
         input_ids = np.full((len(rows), width), pad_id, dtype=np.int64)  # (B, T)
         mask = np.zeros((len(rows), width), dtype=np.int64)  # (B, T)
         for index, row in enumerate(rows):
@@ -641,7 +644,7 @@ def plan_embedding(
     shards = plan_shards(inputs, rows_per_shard)
     sample: list[str] = []
     if shards:
-        for batch in rows_in_range(shards[0].source, [text_column], 0, min(256, shards[0].rows)):
+        for batch in rows_in_range(shards[0].source, [text_column], 0, min(PRECISION_SAMPLE_ROWS, shards[0].rows)):
             sample.extend(str(t) for t in batch.column(text_column).to_pylist())
     chosen, cosine = choose_precision(model, tokenizer, sample, device=device, requested=precision, batch_size=batch_size)
     return EmbedPlan(

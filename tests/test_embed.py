@@ -253,3 +253,14 @@ def test_plan_travels_as_plain_data(model_dir, tmp_path):
     plan = EmbedPlan.from_dict(raw)
     assert [s.rows for s in plan.shards] == [50, 25] and plan.precision == "fp32"
     assert embed_corpus(plan, device="cpu")["rows"] == 75
+
+
+def test_very_short_texts_are_embedded_in_fp32_even_under_bf16(model_dir):
+    from mtl_model.embed import FP32_MAX_TOKENS
+
+    model, tokenizer = MultiTaskModel.load(model_dir)
+    short = ["fox", "the dog", "the home team"]  # ≤ 8 tokens with [CLS] and [SEP]
+    assert max(len(ids) for ids in tokenizer(short)["input_ids"]) <= FP32_MAX_TOKENS
+    fp32, _ = embed_texts(model, tokenizer, short, batch_size=8, device="cpu", precision="fp32")
+    bf16, _ = embed_texts(model, tokenizer, short, batch_size=8, device="cpu", precision="bf16")
+    np.testing.assert_array_equal(fp32, bf16)
