@@ -244,19 +244,23 @@ def embed_token_ids(
     order = np.argsort(-lengths, kind="stable")
     out = np.zeros((len(encoded), model.embedding_dim), dtype=np.float32)  # (N, D)
     dtype = autocast_dtype(precision)
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
-        width = int(lengths[rows].max())
-        reduced = dtype is not None and width > FP32_MAX_TOKENS
-        autocast = torch.autocast(device_type=device.split(":")[0], dtype=dtype) if reduced else contextlib.nullcontext()
-        input_ids = np.full((len(rows), width), pad_id, dtype=np.int64)  # (B, T)
-        mask = np.zeros((len(rows), width), dtype=np.int64)  # (B, T)
-        for index, row in enumerate(rows):
-            input_ids[index, : lengths[row]] = encoded[row]
-            mask[index, : lengths[row]] = 1
-        with autocast:
-            features = model(torch.from_numpy(input_ids).to(device), torch.from_numpy(mask).to(device))
-        out[rows] = features["sentence_embedding"].float().cpu().numpy()  # (B, D)
+    device_type = device.split(":")[0]
+    # One autocast region for all batches: its cache keeps each weight's reduced-precision copy instead of
+    # casting every weight again for every batch.
+    region = torch.autocast(device_type=device_type, dtype=dtype) if dtype else contextlib.nullcontext()
+    with region:
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            width = int(lengths[rows].max())
+            input_ids = np.full((len(rows), width), pad_id, dtype=np.int64)  # (B, T)
+            mask = np.zeros((len(rows), width), dtype=np.int64)  # (B, T)
+            for index, row in enumerate(rows):
+                input_ids[index, : lengths[row]] = encoded[row]
+                mask[index, : lengths[row]] = 1
+            exact = dtype is not None and width <= FP32_MAX_TOKENS  # short texts: fp32, see FP32_MAX_TOKENS
+            with torch.autocast(device_type=device_type, enabled=False) if exact else contextlib.nullcontext():
+                features = model(torch.from_numpy(input_ids).to(device), torch.from_numpy(mask).to(device))
+            out[rows] = features["sentence_embedding"].float().cpu().numpy()  # (B, D)
     return out
 
 
