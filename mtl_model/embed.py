@@ -47,7 +47,7 @@ SHARD_RE = re.compile(r"^part-(\d{5})\.parquet$")
 OUR_TEMP_RE = re.compile(r"^\.(part-\d{5}\.parquet|_manifest\.json|_SUCCESS)\.tmp-[0-9a-f]{8}$")
 CORPUS_SUFFIXES = (".parquet", ".csv", ".jsonl", ".json")
 COSINE_FLOOR = 0.9999  # reduced precision is used only when it keeps embeddings this close to fp32
-PRECISION_SAMPLE_ROWS = 1024  # rows of the corpus's start on which that is checked
+PRECISION_SAMPLE_ROWS = 256  # rows of the corpus's start on which that is checked (embedded twice: a fixed cost)
 FP32_MAX_TOKENS = 8  # batches of texts this short run in fp32: few tokens average out no rounding, and they cost nothing
 MAX_LISTED_PROBLEMS = 200
 
@@ -245,22 +245,18 @@ def embed_token_ids(
     out = np.zeros((len(encoded), model.embedding_dim), dtype=np.float32)  # (N, D)
     dtype = autocast_dtype(precision)
     device_type = device.split(":")[0]
-    # One autocast region for all batches: its cache keeps each weight's reduced-precision copy instead of
-    # casting every weight again for every batch.
-    region = torch.autocast(device_type=device_type, dtype=dtype) if dtype else contextlib.nullcontext()
-    with region:
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            width = int(lengths[rows].max())
-            input_ids = np.full((len(rows), width), pad_id, dtype=np.int64)  # (B, T)
-            mask = np.zeros((len(rows), width), dtype=np.int64)  # (B, T)
-            for index, row in enumerate(rows):
-                input_ids[index, : lengths[row]] = encoded[row]
-                mask[index, : lengths[row]] = 1
-            exact = dtype is not None and width <= FP32_MAX_TOKENS  # short texts: fp32, see FP32_MAX_TOKENS
-            with torch.autocast(device_type=device_type, enabled=False) if exact else contextlib.nullcontext():
-                features = model(torch.from_numpy(input_ids).to(device), torch.from_numpy(mask).to(device))
-            out[rows] = features["sentence_embedding"].float().cpu().numpy()  # (B, D)
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        width = int(lengths[rows].max())
+        input_ids = np.full((len(rows), width), pad_id, dtype=np.int64)  # (B, T)
+        mask = np.zeros((len(rows), width), dtype=np.int64)  # (B, T)
+        for index, row in enumerate(rows):
+            input_ids[index, : lengths[row]] = encoded[row]
+            mask[index, : lengths[row]] = 1
+        reduced = dtype is not None and width > FP32_MAX_TOKENS  # short texts stay fp32, see FP32_MAX_TOKENS
+        with torch.autocast(device_type=device_type, dtype=dtype) if reduced else contextlib.nullcontext():
+            features = model(torch.from_numpy(input_ids).to(device), torch.from_numpy(mask).to(device))
+        out[rows] = features["sentence_embedding"].float().cpu().numpy()  # (B, D)
     return out
 
 
