@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mtl_model.compare import primary_metrics
 from mtl_model.config import plan_run
 from mtl_model.datasets import load_task_data
 from mtl_model.device import resolve_device, resolve_precision
@@ -98,10 +99,6 @@ def classical_baselines(plan) -> dict:
     return results
 
 
-def headline(values: dict) -> float:
-    return float(values["f1"] if "token_accuracy" in values else values["accuracy"])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default="../shared/data")
@@ -146,7 +143,8 @@ def main() -> None:
     print("| model | " + " | ".join(tasks) + " |")
     print("|---|" + "---:|" * len(tasks))
     for name, metrics in rows.items():
-        print(f"| {name} | " + " | ".join(f"{100 * headline(metrics[t]):.2f}" for t in tasks) + " |")
+        headline = primary_metrics(metrics)
+        print(f"| {name} | " + " | ".join(f"{100 * headline[t]:.2f}" for t in tasks) + " |")
     report = {
         "device": device, "scratch": scratch, "scratch_seconds": round(scratch_seconds, 1), "scratch_source": args.scratch_run or "trained here",
         "minilm": {"source": minilm_source, "tasks": minilm["tasks"]}, "classical": classical,

@@ -113,17 +113,12 @@ def parse_embed_args(argv: list[str] | None, prog: str, *, task_runner: bool) ->
 
 def embed_config(overrides: list[str]):
     """`key=value` strings (values parsed as YAML) over the default embed settings, validated."""
-    import yaml
-
-    from mtl_model.config import EmbedConfig
+    from mtl_model.config import EmbedConfig, apply_override
     from mtl_model.errors import ConfigError
 
-    raw = {}
+    raw: dict = {}
     for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
-        raw[key.removeprefix("embed.")] = yaml.safe_load(value)
+        apply_override(raw, item.removeprefix("embed."))
     try:
         return EmbedConfig.model_validate(raw)
     except ValueError as exc:

@@ -578,7 +578,6 @@ def inspect_output(out_dir: Path, plan: EmbedPlan) -> list[str]:
         why = "from an earlier input, model or setting" if _is_ours(path) else "truncated or damaged"
         log.warning("embeddings: %s is %s; it will be recomputed", path, why)
         path.unlink()
-    return remove
 
 
 def _is_ours(path: Path) -> bool:
