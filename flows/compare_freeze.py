@@ -8,24 +8,24 @@ As a service:  the `compare-freeze` deployment in prefect.yaml.
 from __future__ import annotations
 
 import sys
-from typing import Literal
 
 from prefect import flow
 
 from flows.pipeline import PREFECT_STEPS
 from mtl_model.cli import run_cli
 from mtl_model.compare import DEFAULT_POLICIES
+from mtl_model.config import ComparisonEntry, DeviceChoice, Override
 from mtl_model.pipeline import prepare_comparison, run_comparison
 
 
 @flow(name="mtl-compare-freeze")
 def compare_freeze(
     config_path: str | None = None,
-    policies: list[str] = list(DEFAULT_POLICIES),
+    policies: list[ComparisonEntry] = list(DEFAULT_POLICIES),
     out: str | None = None,
     data_dir: str | None = None,
-    device: Literal["auto", "cpu", "cuda"] = "auto",
-    overrides: list[str] | None = None,
+    device: DeviceChoice = "auto",
+    overrides: list[Override] | None = None,
     only_tasks: list[str] | None = None,
 ) -> dict:
     """Train every freeze policy on the same tokenized data and compare trainable parameters, time, memory and metrics.

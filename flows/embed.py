@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Literal
 
 from prefect import flow, get_run_logger, unmapped
 
 from mtl_model.cli import embed_config, parse_embed_args
-from mtl_model.config import EmbedConfig
+from mtl_model.config import DeviceChoice, EmbedConfig
 from mtl_model.device import resolve_device
 from mtl_model.errors import ConfigError, DataValidationError
 from mtl_model.runtime import quiet_third_party
@@ -40,7 +39,7 @@ def embed(
     corpus: str,
     out: str,
     config: EmbedConfig = EmbedConfig(),
-    device: Literal["auto", "cpu", "cuda"] = "auto",
+    device: DeviceChoice = "auto",
 ) -> dict:
     """Embed a corpus with a trained model into resumable Parquet shards.
 

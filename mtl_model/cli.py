@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 
 
-def parse_args(argv: list[str] | None, prog: str, description: str, *, compare: bool = False) -> argparse.Namespace:
+def parse_args(argv: list[str] | None, prog: str, description: str, *, compare: bool = False, gpu: bool = False) -> argparse.Namespace:
     from mtl_model.compare import DEFAULT_POLICIES
     from mtl_model.freeze import VALID_POLICIES
 
@@ -24,6 +24,10 @@ def parse_args(argv: list[str] | None, prog: str, description: str, *, compare: 
         parser.add_argument("--freeze-policy", metavar="POLICY",
                             help=f"{' | '.join(VALID_POLICIES)} (default: the config's train.freeze_policy)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to train and embed (default: auto)")
+    if gpu:
+        parser.add_argument("--gpu", choices=["auto", "require", "never"], default="auto",
+                            help="train on a GPU worker (config remote_training): auto = when its pool has an ONLINE worker, "
+                                 "require = fail if none can, never = always here (default: auto)")
     parser.add_argument("--tasks", metavar="NAME[,NAME]", help="only these tasks of the config (e.g. a single-task run)")
     parser.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", default=[],
                         help="override a config field, e.g. --set train.max_steps=500 (repeatable)")
@@ -31,12 +35,12 @@ def parse_args(argv: list[str] | None, prog: str, description: str, *, compare: 
     return parser.parse_args(argv)
 
 
-def run_cli(run: Callable[..., dict], argv: list[str] | None, prog: str, description: str, *, compare: bool = False) -> int:
+def run_cli(run: Callable[..., dict], argv: list[str] | None, prog: str, description: str, *, compare: bool = False, gpu: bool = False) -> int:
     """Parse options, call `run(**options)`, print the summary; bad input or config → message and exit 2."""
     from mtl_model.errors import ConfigError, DataValidationError
     from mtl_model.pipeline import format_summary
 
-    args = parse_args(argv, prog, description, compare=compare)
+    args = parse_args(argv, prog, description, compare=compare, gpu=gpu)
     options = dict(
         config_path=args.config, out=args.out, data_dir=args.data_dir, device=args.device, overrides=args.overrides,
         only_tasks=args.tasks.split(",") if args.tasks else None,
@@ -47,6 +51,8 @@ def run_cli(run: Callable[..., dict], argv: list[str] | None, prog: str, descrip
         options["policies"] = args.policies or list(DEFAULT_POLICIES)
     else:
         options["freeze_policy"] = args.freeze_policy
+    if gpu:
+        options["gpu"] = args.gpu
     try:
         result = run(**options)
     except (DataValidationError, ConfigError) as exc:

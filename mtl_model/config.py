@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -23,6 +23,23 @@ SplitName = Literal["train", "validation", "test"]
 BUNDLED_BACKBONE = "bundled:all-MiniLM-L6-v2"
 SCRATCH_LORA_TARGETS = {"linear1", "linear2"}  # nn.TransformerEncoderLayer's feed-forward Linear layers
 TAGS_SUFFIX = "_tags"  # a joint task `x` has a sentence head `x` and a token head `x_tags`
+
+# Flow parameter types: Prefect turns them into the deployment's parameter schema, so the UI shows a form and
+# the server rejects a bad value when the run is created, before any worker starts it.
+DeviceChoice = Literal["auto", "cpu", "cuda"]
+GpuMode = Literal["auto", "require", "never"]
+_POLICY = r"(none|all|backbone|gradual|lora|top:[0-9]+|head:[^,|\s]+(,head:[^,|\s]+)*)"
+_KEY = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+"
+FreezePolicyText = Annotated[str, Field(
+    pattern=f"^{_POLICY}$", description="none | all | backbone | head:<task>[,head:<task>] | top:<k> | gradual | lora",
+)]
+Override = Annotated[str, Field(
+    pattern=f"^{_KEY}=.*$", description="`section.field=value`, the value parsed as YAML, e.g. `train.max_steps=500`",
+)]
+ComparisonEntry = Annotated[str, Field(
+    pattern=f"^{_POLICY}(\\|train\\.[A-Za-z_][A-Za-z0-9_.]*=[^|]*)*$",
+    description="a freeze policy, optionally with `|train.field=value` settings for this entry only",
+)]
 
 
 class _Strict(BaseModel):
@@ -268,6 +285,32 @@ class EmbedConfig(_Strict):
     every embedding keeps cosine ≥ 0.9999 with fp32; otherwise fp32. The choice and the cosine are in the manifest."""
 
 
+class RemoteTrainingConfig(_Strict):
+    """Where training goes when a GPU worker is online (`--gpu auto|require`; see README "GPU worker")."""
+
+    work_pool: str = "gpu"
+    """Prefect work pool whose workers have GPUs. Training goes there when the pool has an ONLINE worker."""
+    deployment: str = "mtl-train/train-gpu"
+    """`<flow name>/<deployment name>` of the training flow deployed to that pool (see prefect.yaml)."""
+    shared_dir: str | None = None
+    """Folder that this process and the GPU workers both see (a shared volume, NFS, the same disk): tokenized
+    data goes in, the trained model comes back. Without it, training stays in-process."""
+    start_timeout_s: float = Field(600.0, gt=0.0)
+    """How long the training run may stay Scheduled or Late before it is cancelled and training runs in-process
+    (with `--gpu require`: before the pipeline fails)."""
+    run_timeout_s: float | None = Field(None, gt=0.0)
+    """How long a started training run may take before it is cancelled and the pipeline fails; `null`: no limit."""
+    poll_interval_s: float = Field(5.0, gt=0.0)
+    """Seconds between state checks of the training run."""
+
+    @field_validator("deployment")
+    @classmethod
+    def _flow_slash_deployment(cls, value: str) -> str:
+        if value.count("/") != 1 or not all(value.split("/")):
+            raise ValueError(f"remote_training.deployment must be `<flow name>/<deployment name>`, got {value!r}")
+        return value
+
+
 class PipelineConfig(_Strict):
     """The whole pipeline: data, model, and one section per step."""
 
@@ -282,6 +325,7 @@ class PipelineConfig(_Strict):
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     embed: EmbedConfig = EmbedConfig()
+    remote_training: RemoteTrainingConfig = RemoteTrainingConfig()
 
     @model_validator(mode="after")
     def _cross_field_checks(self) -> PipelineConfig:

@@ -149,8 +149,12 @@ def train_step(
     out_dir: str,
     on_step: Callable[[int, int, float], None] | None = None,
     progress: bool | None = None,
+    tokenizer_dir: str | None = None,
 ) -> dict:
     """Build the model on the backbone, train it on every task's train split, save to `<out>/model/`.
+
+    The tokenizer is the one the data was tokenized with (named in its metadata), unless `tokenizer_dir`
+    gives its folder (a copy on a GPU worker's shared storage).
 
     Resumes from `<out>/checkpoints/` when an earlier run of the same setup was interrupted; writes
     `<out>/train_log.parquet` and `<out>/training_curve.png`.
@@ -158,7 +162,7 @@ def train_step(
     sources = {read_metadata(t["files"]["train"])["tokenizer"] for t in tokenized}
     if len(sources) != 1:
         raise ValueError(f"the tasks were tokenized with different tokenizers: {sorted(sources)}")
-    tokenizer = load_tokenizer(sources.pop())  # the backbone's, or the vocabulary built for a scratch encoder
+    tokenizer = load_tokenizer(tokenizer_dir or sources.pop())  # the backbone's, or the vocabulary built for a scratch encoder
     torch.manual_seed(train_config.seed)  # initialisation is part of the seeded run
     heads = head_specs(tokenized)
     model = build_model(

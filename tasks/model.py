@@ -20,7 +20,8 @@ def _tokenized_files(tokenized: list[dict]) -> list[str]:
     name="train",
     cache_key_fn=lambda ctx, p: content_key(
         "train",
-        inputs=[t["files"]["train"] for t in p["tokenized"]] + backbone_inputs(p["model_config"].backbone),
+        inputs=[t["files"]["train"] for t in p["tokenized"]] + backbone_inputs(p["model_config"].backbone)
+        + ([p["tokenizer_dir"]] if p.get("tokenizer_dir") else []),
         config=[p["model_config"], p["train_config"], p["max_seq_length"], p["loss_weights"], p["device"], p["precision"], p["out_dir"]],
     ),
     retries=1,
@@ -36,6 +37,7 @@ def train_task(
     device: str,
     precision: str,
     out_dir: str,
+    tokenizer_dir: str | None = None,
 ) -> dict:
     """Train the multi-task model under the freeze policy and save it with its tokenizer and label maps."""
     logger = get_run_logger()
@@ -52,7 +54,7 @@ def train_task(
 
     result = steps.train_step(
         tokenized, model_config, train_config, max_seq_length=max_seq_length, loss_weights=loss_weights,
-        device=device, precision=precision, out_dir=out_dir, on_step=on_step,
+        device=device, precision=precision, out_dir=out_dir, on_step=on_step, tokenizer_dir=tokenizer_dir,
     )
     logger.info(
         "freeze policy %s: %d of %d parameters trainable; %s",
@@ -98,11 +100,11 @@ def compare_task(results: list[dict], out_dir: str, device: str) -> dict:
 
 
 def train_model(tokenized: list[dict], model_config: ModelConfig, train_config: TrainConfig, max_seq_length: int,
-                loss_weights: dict[str, float], device: str, precision: str, out_dir: str) -> dict:
-    """Run (or reuse) training; recompute when the saved model is gone."""
+                loss_weights: dict[str, float], device: str, precision: str, out_dir: str, tokenizer_dir: str | None = None) -> dict:
+    """Run (or reuse) training in this process; recompute when the saved model is gone."""
     outputs = [Path(out_dir) / "model" / "mtl_model.json"]
     return recompute_if_missing(train_task, outputs)(
-        tokenized, model_config, train_config, max_seq_length, loss_weights, device, precision, out_dir
+        tokenized, model_config, train_config, max_seq_length, loss_weights, device, precision, out_dir, tokenizer_dir
     )
 
 

@@ -1,0 +1,190 @@
+"""The train step, routed: on a GPU worker when one is online, else in this process.
+
+`choose_training_target` asks the Prefect API whether the GPU work pool exists, has an ONLINE worker and
+has the training deployment. If so, `train-remote` stages the data on shared storage, starts the training
+flow there with `run_deployment`, waits, and copies the model back; a run that nobody picks up within
+`remote_training.start_timeout_s` is cancelled and training runs in-process instead (`--gpu require`:
+the pipeline fails). Every decision is logged.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import StateType, WorkerStatus
+from prefect.deployments import run_deployment
+from prefect.exceptions import ObjectNotFound
+from prefect.states import Cancelled
+
+from mtl_model import remote
+from mtl_model.config import GpuMode, ModelConfig, RemoteTrainingConfig, TrainConfig
+from mtl_model.errors import ConfigError
+from tasks.model import train_model
+from tasks.policies import backbone_inputs, content_key, recompute_if_missing
+
+NOT_STARTED = {StateType.SCHEDULED}  # includes `Late`: nobody has picked the run up
+FINAL = {StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED, StateType.CRASHED}
+
+
+class NoGpuWorker(ConfigError):
+    """`--gpu require`, but no GPU worker can take the training run."""
+
+
+class RemoteRunNotStarted(RuntimeError):
+    """The training run stayed Scheduled/Late past `remote_training.start_timeout_s` (and was cancelled)."""
+
+
+@dataclass(frozen=True)
+class TrainingTarget:
+    """Where training runs and why."""
+
+    remote: bool
+    reason: str
+
+
+def _what_is_missing(client: Any, settings: RemoteTrainingConfig) -> tuple[str | None, list[str]]:
+    """(What stops remote training or None, names of the pool's ONLINE workers)."""
+    pool = settings.work_pool
+    try:
+        client.read_work_pool(pool)
+    except ObjectNotFound:
+        return f"work pool {pool!r} does not exist", []
+    online = sorted(w.name for w in client.read_workers_for_work_pool(work_pool_name=pool) if w.status == WorkerStatus.ONLINE)
+    if not online:
+        return f"work pool {pool!r} has no ONLINE worker", []
+    try:
+        deployment = client.read_deployment_by_name(settings.deployment)
+    except ObjectNotFound:
+        return f"work pool {pool!r} is online but deployment {settings.deployment!r} does not exist (run `prefect deploy --all`)", online
+    if deployment.work_pool_name != pool:
+        return f"deployment {settings.deployment!r} runs on work pool {deployment.work_pool_name!r}, not {pool!r} (remote_training.work_pool)", online
+    if not settings.shared_dir:
+        return f"work pool {pool!r} is online but remote_training.shared_dir is not set (data and model travel through it)", online
+    return None, online
+
+
+def choose_training_target(client: Any, settings: RemoteTrainingConfig, mode: GpuMode) -> TrainingTarget:
+    """Decide with the Prefect API (`client`: a sync Prefect client) whether training goes to the GPU pool.
+
+    `never`: in-process. `auto`: the pool if it exists, has an ONLINE worker, has the training deployment
+    and `shared_dir` is set; else in-process. `require`: the pool, or `NoGpuWorker` saying what is missing.
+    """
+    if mode == "never":
+        return TrainingTarget(False, "--gpu never")
+    pool = settings.work_pool
+    online: list[str] = []
+    try:
+        problem, online = _what_is_missing(client, settings)
+    except Exception as exc:  # the API is unreachable: nothing can be routed
+        problem = f"the Prefect API could not be asked about work pool {pool!r}: {type(exc).__name__}: {exc}"
+    if problem is None:
+        return TrainingTarget(True, f"work pool {pool!r} has ONLINE worker(s) {', '.join(online)}")
+    if mode == "require":
+        raise NoGpuWorker(f"--gpu require: {problem}")
+    return TrainingTarget(False, problem)
+
+
+def _wait(client: Any, flow_run_id, *, until: set[StateType], timeout_s: float | None, poll_s: float):
+    """Poll the flow run until its state type is in `until` or `timeout_s` passes; returns the last read."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        flow_run = client.read_flow_run(flow_run_id)
+        if flow_run.state is not None and flow_run.state.type in until:
+            return flow_run
+        if deadline is not None and time.monotonic() >= deadline:
+            return flow_run
+        time.sleep(poll_s)
+
+
+@task(
+    name="train-remote",
+    cache_key_fn=lambda ctx, p: content_key(
+        "train-remote",
+        inputs=[t["files"]["train"] for t in p["tokenized"]] + backbone_inputs(p["model_config"].backbone),
+        config=[p["model_config"], p["train_config"], p["max_seq_length"], p["loss_weights"], p["out_dir"],
+                p["settings"].work_pool, p["settings"].deployment],
+    ),
+    persist_result=True,
+)
+def train_remote_task(
+    tokenized: list[dict],
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    max_seq_length: int,
+    loss_weights: dict[str, float],
+    out_dir: str,
+    settings: RemoteTrainingConfig,
+) -> dict:
+    """Run the training deployment on the GPU pool and bring its model into `<out>/model`. Not retried: a
+    failed remote training is reported as it is."""
+    logger = get_run_logger()
+    job, job_dir = remote.stage_training_job(
+        tokenized, model_config, train_config, max_seq_length=max_seq_length, loss_weights=loss_weights,
+        shared_dir=Path(settings.shared_dir).expanduser().resolve(),
+    )
+    flow_run = run_deployment(
+        settings.deployment, parameters={"job": job.model_dump(mode="json"), "out": str(job_dir / "train"), "device": "auto"},
+        timeout=0,
+    )
+    logger.info("training flow run %r submitted to work pool %r (job folder %s)", flow_run.name, settings.work_pool, job_dir)
+    with get_client(sync_client=True) as client:
+        started = _wait(client, flow_run.id, until=set(StateType) - NOT_STARTED, timeout_s=settings.start_timeout_s, poll_s=settings.poll_interval_s)
+        if started.state is None or started.state.type in NOT_STARTED:
+            client.set_flow_run_state(flow_run.id, Cancelled(message="no GPU worker started it in time"), force=True)
+            raise RemoteRunNotStarted(
+                f"training flow run {flow_run.name!r} stayed {started.state.name if started.state else 'unscheduled'} for "
+                f"{settings.start_timeout_s:g}s (remote_training.start_timeout_s) and was cancelled"
+            )
+        logger.info("training flow run %r is %s on work pool %r", flow_run.name, started.state.name, settings.work_pool)
+        final = _wait(client, flow_run.id, until=FINAL, timeout_s=settings.run_timeout_s, poll_s=settings.poll_interval_s)
+        if final.state.type not in FINAL:
+            client.set_flow_run_state(flow_run.id, Cancelled(message="remote_training.run_timeout_s passed"), force=True)
+            raise TimeoutError(f"training flow run {flow_run.name!r} ran past remote_training.run_timeout_s "
+                               f"({settings.run_timeout_s:g}s) and was cancelled")
+    if final.state.type != StateType.COMPLETED:
+        raise RuntimeError(f"training flow run {flow_run.name!r} on work pool {settings.work_pool!r} ended "
+                           f"{final.state.name}: {final.state.message}")
+    result = remote.collect_training_output(job_dir / "train", out_dir)
+    worker = result["worker"]
+    logger.info("trained on %s (pid %s, device %s) by flow run %r; model copied to %s",
+                worker.get("hostname"), worker.get("pid"), worker.get("device"), flow_run.name, result["model_dir"])
+    return result
+
+
+def train_on_best_worker(
+    *,
+    gpu: GpuMode,
+    settings: RemoteTrainingConfig,
+    tokenized: list[dict],
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    max_seq_length: int,
+    loss_weights: dict[str, float],
+    device: str,
+    precision: str,
+    out_dir: str,
+) -> dict:
+    """The pipeline's train step: on a GPU worker when `choose_training_target` says so, else in-process on
+    `device` (decided at the entry point). Same arguments and result as `tasks.model.train_model`."""
+    logger = get_run_logger()
+    with get_client(sync_client=True) as client:
+        target = choose_training_target(client, settings, gpu)
+    if target.remote:
+        logger.info("training on a GPU worker: %s; deployment %r", target.reason, settings.deployment)
+        state = recompute_if_missing(train_remote_task, [Path(out_dir) / "model" / "mtl_model.json"])(
+            tokenized, model_config, train_config, max_seq_length, loss_weights, out_dir, settings, return_state=True,
+        )
+        try:
+            return state.result()
+        except RemoteRunNotStarted as exc:
+            if gpu == "require":
+                raise NoGpuWorker(f"--gpu require: {exc}") from exc
+            logger.warning("%s; training in-process on %s instead", exc, device)
+    else:
+        logger.info("training in-process on %s (%s): %s", device, precision, target.reason)
+    return train_model(tokenized, model_config, train_config, max_seq_length, loss_weights, device, precision, out_dir)
