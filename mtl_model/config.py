@@ -298,8 +298,9 @@ class RemoteTrainingConfig(_Strict):
     start_timeout_s: float = Field(600.0, gt=0.0)
     """How long the training run may stay Scheduled or Late before it is cancelled and training runs in-process
     (with `--gpu require`: before the pipeline fails)."""
-    run_timeout_s: float | None = Field(None, gt=0.0)
-    """How long a started training run may take before it is cancelled and the pipeline fails; `null`: no limit."""
+    run_timeout_s: float | None = Field(21_600.0, gt=0.0)
+    """How long a started training run may take before it is cancelled (its worker stops it) and the pipeline
+    fails; `null`: no limit. Also bounds the wait on a worker that died mid-run."""
     poll_interval_s: float = Field(5.0, gt=0.0)
     """Seconds between state checks of the training run."""
 

@@ -3,7 +3,7 @@
 The pipeline and a GPU worker exchange files through a folder both see (`remote_training.shared_dir`):
 
     <shared>/mtl-jobs/<job key>/inputs/   tokenized Parquet (+ a local backbone or built vocabulary), staged once
-    <shared>/mtl-jobs/<job key>/train/    what the training flow writes there: model/, training.json, worker.json
+    <shared>/mtl-jobs/<job key>/runs/<id>/ what one training run writes there: model/, training.json, worker.json
 
 The job key hashes the inputs' contents and the training settings, so an identical job reuses its staged
 inputs. A `TrainJob` (the training flow's one typed parameter) names the staged files; every path in it
@@ -27,7 +27,8 @@ from mtl_model.io import atomic_dir, atomic_path, json_sha256, source_fingerprin
 from mtl_model.tokenization import read_metadata
 
 JOBS_FOLDER = "mtl-jobs"
-TRAIN_OUTPUTS = ("training.json", "train_log.parquet", "training_curve.png", "worker.json")  # copied back next to model/
+WORKER_RECORD = "worker.json"  # which machine, process and device trained
+TRAIN_OUTPUTS = ("training.json", "train_log.parquet", "training_curve.png", WORKER_RECORD)  # copied back next to model/
 
 
 class TokenizedTask(BaseModel):
@@ -94,11 +95,11 @@ def stage_training_job(
 ) -> tuple[TrainJob, Path]:
     """Copy a job's inputs under `shared_dir` (once per content) and describe them as a `TrainJob`.
 
-    Returns the job and its folder; the training flow writes to `<folder>/train`. Only the train and
+    Returns the job and its folder; each training run writes to its own `<folder>/runs/<id>`. Only the train and
     validation splits travel (evaluation stays with the pipeline). A backbone or tokenizer that is a local
     folder travels too; a hub id or `bundled:` model is resolved on the worker.
     """
-    job_dir = Path(shared_dir).expanduser().resolve() / JOBS_FOLDER / job_key(tokenized, model_config, train_config, max_seq_length, loss_weights)
+    job_dir = Path(os.path.abspath(os.path.expanduser(shared_dir))) / JOBS_FOLDER / job_key(tokenized, model_config, train_config, max_seq_length, loss_weights)
     inputs = job_dir / "inputs"
     tokenizer_source = read_metadata(tokenized[0]["files"]["train"])["tokenizer"]
     staged_dirs = {  # local folder → its copy under inputs/ (the backbone's own tokenizer is staged once, with it)
@@ -134,7 +135,7 @@ def stage_training_job(
 def write_worker_record(out_dir: str | Path, *, device: str, flow_run_id: str | None) -> dict:
     """`<out>/worker.json`: which machine and process trained (the pipeline logs it; tests check it)."""
     record = {"hostname": socket.gethostname(), "pid": os.getpid(), "parent_pid": os.getppid(), "device": device, "flow_run_id": flow_run_id}
-    write_json_atomic(Path(out_dir) / "worker.json", record)
+    write_json_atomic(Path(out_dir) / WORKER_RECORD, record)
     return record
 
 
@@ -152,5 +153,5 @@ def collect_training_output(remote_out: str | Path, out_dir: str | Path) -> dict
             with atomic_path(out_dir / name) as temp:
                 shutil.copyfile(remote_out / name, temp)
     summary = json.loads((out_dir / "training.json").read_text())
-    worker = json.loads((out_dir / "worker.json").read_text()) if (out_dir / "worker.json").is_file() else {}
+    worker = json.loads((out_dir / WORKER_RECORD).read_text()) if (out_dir / WORKER_RECORD).is_file() else {}
     return {"model_dir": str(out_dir / "model"), "device": worker.get("device", "remote"), **summary, "worker": worker}

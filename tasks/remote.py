@@ -9,7 +9,9 @@ the pipeline fails). Every decision is logged.
 
 from __future__ import annotations
 
+import os
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType, WorkerStatus
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
-from prefect.states import Cancelled
+from prefect.states import Cancelling
 
 from mtl_model import remote
 from mtl_model.config import GpuMode, ModelConfig, RemoteTrainingConfig, TrainConfig
@@ -29,6 +31,7 @@ from tasks.policies import backbone_inputs, content_key, recompute_if_missing
 
 NOT_STARTED = {StateType.SCHEDULED}  # includes `Late`: nobody has picked the run up
 FINAL = {StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED, StateType.CRASHED}
+CANCEL_WAIT_S = 120.0  # how long a cancelled run's worker gets to stop its process
 
 
 class NoGpuWorker(ConfigError):
@@ -101,6 +104,13 @@ def _wait(client: Any, flow_run_id, *, until: set[StateType], timeout_s: float |
         time.sleep(poll_s)
 
 
+def _cancel(client: Any, flow_run_id, message: str, poll_s: float):
+    """Ask for `Cancelling` (not a forced `Cancelled`): the server cancels a run nobody picked up at once, and a
+    worker that did pick it up kills its process. Waits for a final state (at most CANCEL_WAIT_S)."""
+    client.set_flow_run_state(flow_run_id, Cancelling(message=message))
+    return _wait(client, flow_run_id, until=FINAL, timeout_s=CANCEL_WAIT_S, poll_s=poll_s)
+
+
 @task(
     name="train-remote",
     cache_key_fn=lambda ctx, p: content_key(
@@ -125,31 +135,33 @@ def train_remote_task(
     logger = get_run_logger()
     job, job_dir = remote.stage_training_job(
         tokenized, model_config, train_config, max_seq_length=max_seq_length, loss_weights=loss_weights,
-        shared_dir=Path(settings.shared_dir).expanduser().resolve(),
+        shared_dir=os.path.abspath(os.path.expanduser(settings.shared_dir)),  # not resolve(): keep the path the worker sees
     )
+    remote_out = job_dir / "runs" / uuid.uuid4().hex[:12]  # one folder per attempt: concurrent or orphaned runs never share
     flow_run = run_deployment(
-        settings.deployment, parameters={"job": job.model_dump(mode="json"), "out": str(job_dir / "train"), "device": "auto"},
+        settings.deployment, parameters={"job": job.model_dump(mode="json"), "out": str(remote_out), "device": "auto"},
         timeout=0,
     )
     logger.info("training flow run %r submitted to work pool %r (job folder %s)", flow_run.name, settings.work_pool, job_dir)
     with get_client(sync_client=True) as client:
         started = _wait(client, flow_run.id, until=set(StateType) - NOT_STARTED, timeout_s=settings.start_timeout_s, poll_s=settings.poll_interval_s)
         if started.state is None or started.state.type in NOT_STARTED:
-            client.set_flow_run_state(flow_run.id, Cancelled(message="no GPU worker started it in time"), force=True)
-            raise RemoteRunNotStarted(
-                f"training flow run {flow_run.name!r} stayed {started.state.name if started.state else 'unscheduled'} for "
-                f"{settings.start_timeout_s:g}s (remote_training.start_timeout_s) and was cancelled"
-            )
+            cancelled = _cancel(client, flow_run.id, "no GPU worker started it within remote_training.start_timeout_s", settings.poll_interval_s)
+            if cancelled.state.type != StateType.COMPLETED:  # (a worker may have taken and finished it meanwhile)
+                raise RemoteRunNotStarted(
+                    f"training flow run {flow_run.name!r} stayed {started.state.name if started.state else 'unscheduled'} for "
+                    f"{settings.start_timeout_s:g}s (remote_training.start_timeout_s) and was cancelled"
+                )
         logger.info("training flow run %r is %s on work pool %r", flow_run.name, started.state.name, settings.work_pool)
         final = _wait(client, flow_run.id, until=FINAL, timeout_s=settings.run_timeout_s, poll_s=settings.poll_interval_s)
         if final.state.type not in FINAL:
-            client.set_flow_run_state(flow_run.id, Cancelled(message="remote_training.run_timeout_s passed"), force=True)
+            _cancel(client, flow_run.id, "remote_training.run_timeout_s passed", settings.poll_interval_s)
             raise TimeoutError(f"training flow run {flow_run.name!r} ran past remote_training.run_timeout_s "
                                f"({settings.run_timeout_s:g}s) and was cancelled")
     if final.state.type != StateType.COMPLETED:
         raise RuntimeError(f"training flow run {flow_run.name!r} on work pool {settings.work_pool!r} ended "
                            f"{final.state.name}: {final.state.message}")
-    result = remote.collect_training_output(job_dir / "train", out_dir)
+    result = remote.collect_training_output(remote_out, out_dir)
     worker = result["worker"]
     logger.info("trained on %s (pid %s, device %s) by flow run %r; model copied to %s",
                 worker.get("hostname"), worker.get("pid"), worker.get("device"), flow_run.name, result["model_dir"])
@@ -187,4 +199,5 @@ def train_on_best_worker(
             logger.warning("%s; training in-process on %s instead", exc, device)
     else:
         logger.info("training in-process on %s (%s): %s", device, precision, target.reason)
+    Path(out_dir, remote.WORKER_RECORD).unlink(missing_ok=True)  # an earlier remote run's record would name the wrong trainer
     return train_model(tokenized, model_config, train_config, max_seq_length, loss_weights, device, precision, out_dir)

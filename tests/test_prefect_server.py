@@ -29,6 +29,13 @@ pytestmark = pytest.mark.slow
 STARTUP_TIMEOUT_S = 120
 
 
+def _die_with_pytest() -> None:
+    """In the child before exec: SIGTERM when the parent dies, so a killed test run leaves no server behind."""
+    import ctypes
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -54,7 +61,7 @@ class PrefectServer:
     def start(self, name: str, *args: str) -> subprocess.Popen:
         log = open(self.logs / f"{name}.log", "w")
         process = subprocess.Popen([sys.executable, "-m", "prefect", *args], cwd=REPO_ROOT, env=self.env, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+                                   stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_pytest)
         self.processes[name] = process
         return process
 
@@ -208,16 +215,23 @@ def test_deploy_all_then_deployment_runs_complete_with_their_artifacts(server, t
 
 
 def test_a_run_nobody_picks_up_is_cancelled_and_training_runs_here(server, tiny_run_config, tmp_path):
-    """The GPU worker dies; the server still lists it ONLINE until its heartbeat lapses, so the pipeline sends
-    the run, waits `start_timeout_s`, cancels it, and trains in-process."""
-    server.stop("gpu-worker", signal.SIGKILL)  # no goodbye: the server keeps it ONLINE for a while
+    """The pool's only ONLINE worker serves another queue (as a busy or misconfigured GPU machine would): the
+    pipeline sends the run, waits `start_timeout_s`, cancels it, and trains in-process."""
+    server.cli("work-queue", "create", "idle", "--pool", "gpu")
+    server.start("idle-gpu-worker", "worker", "start", "--pool", "gpu", "--work-queue", "idle", "--name", "idle-gpu-worker")
+    server.stop("gpu-worker")
+    with server.client() as client:  # wait until the stopped worker's run of the idle one is the pool's only poller
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while "idle-gpu-worker" not in {w.name for w in client.read_workers_for_work_pool(work_pool_name="gpu")}:
+            assert time.monotonic() < deadline, "the idle worker never registered"
+            time.sleep(0.5)
     out = tmp_path / "run"
     done = subprocess.run(
         [sys.executable, "flows/pipeline.py", "--config", str(tiny_run_config), "--out", str(out), "--gpu", "auto"],
         cwd=REPO_ROOT, env=server.env, capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stderr[-4000:]
-    assert "training on a GPU worker: work pool 'gpu' has ONLINE worker(s) gpu-worker" in done.stderr
+    assert "training on a GPU worker: work pool 'gpu' has ONLINE worker(s)" in done.stderr
     assert re.search(r"stayed (Scheduled|Late) for 20s \(remote_training.start_timeout_s\) and was cancelled; "
                      r"training in-process on cpu instead", done.stderr), done.stderr[-4000:]
     assert not (out / "worker.json").exists() and (out / "model" / "mtl_model.json").is_file()

@@ -131,3 +131,70 @@ def test_collecting_copies_the_model_back_or_says_where_it_is_missing(tmp_path):
     assert result == {"model_dir": str(out / "model"), "device": "cuda", "steps": 3, "freeze_policy": "none",
                       "worker": {"hostname": "gpu-1", "device": "cuda", "pid": 7}}
     assert (out / "model" / "mtl_model.json").read_text() == "{}"
+
+
+class FakeRunClient:
+    """A flow run whose state types follow `states` (the last repeats); records the states proposed."""
+
+    def __init__(self, states: list[str]):
+        from prefect.client.schemas.objects import StateType
+
+        self.types, self.proposed = [StateType(s) for s in states], []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def read_flow_run(self, flow_run_id):
+        state_type = self.types.pop(0) if len(self.types) > 1 else self.types[0]
+        return SimpleNamespace(id=flow_run_id, state=SimpleNamespace(type=state_type, name=state_type.value.title(), message=""))
+
+    def set_flow_run_state(self, flow_run_id, state, force=False):
+        self.proposed.append((state.type.value, force))
+        from prefect.client.schemas.objects import StateType
+
+        self.types = [StateType.CANCELLED]
+
+
+@pytest.fixture
+def remote_task(monkeypatch, tmp_path):
+    """`train-remote`'s body with Prefect's API faked: returns (run it, the fake client)."""
+    import logging
+
+    import tasks.remote as routed
+
+    def run(states: list[str], **settings):
+        client = FakeRunClient(states)
+        monkeypatch.setattr(routed, "get_client", lambda sync_client: client)
+        monkeypatch.setattr(routed, "get_run_logger", lambda: logging.getLogger("test"))
+        monkeypatch.setattr(routed, "run_deployment", lambda *a, **k: SimpleNamespace(id="run-1", name="fake-run"))
+        monkeypatch.setattr(routed.remote, "stage_training_job", lambda *a, **k: (SimpleNamespace(model_dump=lambda mode: {}), tmp_path / "job"))
+        monkeypatch.setattr(routed, "CANCEL_WAIT_S", 0.2)
+        config = RemoteTrainingConfig(shared_dir=str(tmp_path), poll_interval_s=0.01, **settings)
+        with pytest.raises(Exception) as raised:
+            routed.train_remote_task.fn([], ModelConfig(), TrainConfig(), 16, {}, str(tmp_path / "out"), config)
+        return raised.value, client
+
+    return run
+
+
+def test_a_run_left_scheduled_is_asked_to_cancel_then_reported_not_started(remote_task):
+    from tasks.remote import RemoteRunNotStarted
+
+    error, client = remote_task(["SCHEDULED"], start_timeout_s=0.05)
+    assert isinstance(error, RemoteRunNotStarted) and "stayed Scheduled for 0.05s" in str(error)
+    assert client.proposed == [("CANCELLING", False)]  # a worker that just took it stops its process; never a forced state
+
+
+def test_a_run_past_run_timeout_is_cancelled_and_fails_the_step(remote_task):
+    error, client = remote_task(["PENDING", "RUNNING"], run_timeout_s=0.05)
+    assert isinstance(error, TimeoutError) and "ran past remote_training.run_timeout_s (0.05s) and was cancelled" in str(error)
+    assert client.proposed == [("CANCELLING", False)]
+
+
+def test_a_failed_remote_run_fails_the_step_with_its_state(remote_task):
+    error, client = remote_task(["RUNNING", "FAILED"])
+    assert isinstance(error, RuntimeError) and "training flow run 'fake-run' on work pool 'gpu' ended Failed" in str(error)
+    assert client.proposed == []
