@@ -34,7 +34,10 @@ def real_sentences(data_dir: Path, count: int) -> list[str]:
     """SST-2 train sentences and AG News texts, interleaved; `count` 0 = all of SST-2 train."""
     from mtl_model.readers import read_ag_news, read_glue_tsv
 
-    sst = [e.text for e in read_glue_tsv(data_dir / "sst2" / "train.tsv", text_column="sentence", label_column="label").examples]
+    sst = [
+        e.text
+        for e in read_glue_tsv(data_dir / "sst2" / "train.tsv", text_column="sentence", label_column="label").examples
+    ]
     if count == 0:
         return sst
     news = [e.text for e in read_ag_news(data_dir / "ag_news" / "test.csv").examples]
@@ -55,8 +58,15 @@ def build_model_dir(target: Path) -> Path:
     from mtl_model.model import HeadSpec, build_model
 
     torch.manual_seed(0)
-    model = build_model(backbone=BACKBONE, heads=[HeadSpec(name="none", kind="sentence", labels=["x"])], pooling="mean",
-                        projection_dim=None, normalize=True, head_dropout=0.0, max_seq_length=MAX_SEQ_LENGTH)
+    model = build_model(
+        backbone=BACKBONE,
+        heads=[HeadSpec(name="none", kind="sentence", labels=["x"])],
+        pooling="mean",
+        projection_dim=None,
+        normalize=True,
+        head_dropout=0.0,
+        max_seq_length=MAX_SEQ_LENGTH,
+    )
     model.save(target, load_tokenizer(BACKBONE))
     return target
 
@@ -65,11 +75,13 @@ def child_peak_rss(model_dir: Path, corpus: Path, out: Path, device: str) -> tup
     """(seconds, peak RSS MiB) of `python -m mtl_model embed` in a fresh process."""
     code = (
         "import resource, sys, time; from mtl_model.cli import main; t = time.perf_counter(); "
-        f"rc = main(['embed', '--model', {str(model_dir)!r}, '--corpus', {str(corpus)!r}, '--out', {str(out)!r}, '--device', {device!r}]); "
-        "print('RESULT', time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, file=sys.stderr); sys.exit(rc)"
+        f"rc = main(['embed', '--model', {str(model_dir)!r}, '--corpus', {str(corpus)!r}, "
+        f"'--out', {str(out)!r}, '--device', {device!r}]); "
+        "print('RESULT', time.perf_counter() - t, "
+        "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, file=sys.stderr); sys.exit(rc)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    line = next(l for l in done.stderr.splitlines() if l.startswith("RESULT"))
+    line = next(stderr_line for stderr_line in done.stderr.splitlines() if stderr_line.startswith("RESULT"))
     _, seconds, rss = line.split()
     return float(seconds), float(rss)
 
@@ -90,7 +102,7 @@ def main() -> None:
     from mtl_model.device import resolve_device
     from mtl_model.embed import min_cosine
     from mtl_model.runtime import quiet_third_party
-    from mtl_model.steps import embed_step
+    from mtl_model.steps import embed
 
     quiet_third_party()
     device = resolve_device(args.device)
@@ -101,16 +113,34 @@ def main() -> None:
 
     peer = SentenceTransformer(resolve_backbone(BACKBONE), device=device)
     peer.encode(texts[:64])  # warm-up (kernels, allocator) for both sides
-    embed_step(str(model_dir), str(work / "corpus.parquet"), EmbedConfig(rows_per_shard=64), device=device, out_dir=str(work / "warm"))
+    embed(
+        str(model_dir),
+        str(work / "corpus.parquet"),
+        EmbedConfig(rows_per_shard=64),
+        device=device,
+        out_dir=str(work / "warm"),
+    )
 
     results = {}
     for precision in ("auto", "fp32"):
         started = time.perf_counter()
-        summary = embed_step(str(model_dir), str(work / "corpus.parquet"), EmbedConfig(precision=precision, batch_size=64),
-                             device=device, out_dir=str(work / f"ours-{precision}"))
+        summary = embed(
+            str(model_dir),
+            str(work / "corpus.parquet"),
+            EmbedConfig(precision=precision, batch_size=64),
+            device=device,
+            out_dir=str(work / f"ours-{precision}"),
+        )
         seconds = time.perf_counter() - started
-        ours = np.stack(pq.read_table(work / f"ours-{precision}" / "embeddings").column("embedding").to_numpy(zero_copy_only=False))
-        results[precision] = {"seconds": seconds, "sentences_per_s": len(texts) / seconds, "precision": summary["precision"], "vectors": ours}
+        ours = np.stack(
+            pq.read_table(work / f"ours-{precision}" / "embeddings").column("embedding").to_numpy(zero_copy_only=False)
+        )
+        results[precision] = {
+            "seconds": seconds,
+            "sentences_per_s": len(texts) / seconds,
+            "precision": summary.precision,
+            "vectors": ours,
+        }
     if device == "cuda":
         torch.cuda.synchronize()
     started = time.perf_counter()
@@ -118,22 +148,35 @@ def main() -> None:
     peer_seconds = time.perf_counter() - started
     peer_rate = len(texts) / peer_seconds
 
-    print(f"device: {device} ({torch.cuda.get_device_name() if device == 'cuda' else 'CPU'}); {len(texts)} real sentences; torch {torch.__version__}")
+    print(
+        f"device: {device} ({torch.cuda.get_device_name() if device == 'cuda' else 'CPU'}); "
+        f"{len(texts)} real sentences; torch {torch.__version__}"
+    )
     print(f"SentenceTransformer.encode (defaults: batch 32, fp32): {peer_rate:8.1f} sentences/s ({peer_seconds:.1f}s)")
     report = {"device": device, "sentences": len(texts), "encode_sentences_per_s": round(peer_rate, 1)}
     for name, result in results.items():
         cosine = min_cosine(result["vectors"], reference)
-        print(f"embed step, precision {name} → {result['precision']:4s}:       {result['sentences_per_s']:8.1f} sentences/s "
-              f"({result['seconds']:.1f}s)  ratio {result['sentences_per_s'] / peer_rate:.2f}×  min cosine vs encode {cosine:.6f}")
-        report[f"ours_{name}"] = {"precision": result["precision"], "sentences_per_s": round(result["sentences_per_s"], 1),
-                                  "ratio": round(result["sentences_per_s"] / peer_rate, 2), "min_cosine_vs_encode": round(cosine, 6)}
+        print(
+            f"embed step, precision {name} → {result['precision']:4s}:       "
+            f"{result['sentences_per_s']:8.1f} sentences/s "
+            f"({result['seconds']:.1f}s)  ratio {result['sentences_per_s'] / peer_rate:.2f}×  "
+            f"min cosine vs encode {cosine:.6f}"
+        )
+        report[f"ours_{name}"] = {
+            "precision": result["precision"],
+            "sentences_per_s": round(result["sentences_per_s"], 1),
+            "ratio": round(result["sentences_per_s"] / peer_rate, 2),
+            "min_cosine_vs_encode": round(cosine, 6),
+        }
 
     if not args.skip_rss:
         write_corpus(work / "corpus10.parquet", texts, repeat=10)
         one = child_peak_rss(model_dir, work / "corpus.parquet", work / "rss1", device)
         ten = child_peak_rss(model_dir, work / "corpus10.parquet", work / "rss10", device)
-        print(f"peak RSS, embed step in a fresh process: 1× ({len(texts)} rows) {one[1]:.0f} MiB in {one[0]:.0f}s; "
-              f"10× ({10 * len(texts)} rows) {ten[1]:.0f} MiB in {ten[0]:.0f}s; ratio {ten[1] / one[1]:.3f}")
+        print(
+            f"peak RSS, embed step in a fresh process: 1× ({len(texts)} rows) {one[1]:.0f} MiB in {one[0]:.0f}s; "
+            f"10× ({10 * len(texts)} rows) {ten[1]:.0f} MiB in {ten[0]:.0f}s; ratio {ten[1] / one[1]:.3f}"
+        )
         report["peak_rss_mib"] = {"1x": round(one[1]), "10x": round(ten[1]), "ratio": round(ten[1] / one[1], 3)}
     print(json.dumps(report))
 

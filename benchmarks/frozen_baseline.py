@@ -63,8 +63,15 @@ def main(argv: list[str] | None = None) -> int:
     quiet_third_party()
     torch.manual_seed(0)
     precision = resolve_precision("cpu", "auto")
-    model = build_model(backbone=args.backbone, heads=[HeadSpec(name="unused", kind="sentence", labels=["a", "b"])],
-                        pooling="mean", projection_dim=None, normalize=True, head_dropout=0.0, max_seq_length=512).eval()
+    model = build_model(
+        backbone=args.backbone,
+        heads=[HeadSpec(name="unused", kind="sentence", labels=["a", "b"])],
+        pooling="mean",
+        projection_dim=None,
+        normalize=True,
+        head_dropout=0.0,
+        max_seq_length=512,
+    ).eval()
     results = {"backbone": args.backbone, "precision": precision, "tasks": {}}
     for task_dir in sorted(Path(args.tokenized).iterdir()):
         started = time.perf_counter()

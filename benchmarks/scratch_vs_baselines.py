@@ -24,13 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from mtl_model.compare import primary_metrics
 from mtl_model.config import plan_run
-from mtl_model.datasets import load_task_data
 from mtl_model.device import resolve_device, resolve_precision
-from mtl_model.evaluate import token_metrics
+from mtl_model.evaluate import primary_metrics, token_metrics
 from mtl_model.pipeline import run_pipeline
 from mtl_model.runtime import quiet_third_party
+from mtl_model.task_data import load_task_data
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -45,14 +44,24 @@ def tfidf_sentence_baseline(train, test) -> dict:
     classifier = LogisticRegression(C=10.0, max_iter=2000).fit(x_train, [e.label for e in train])
     predicted = classifier.predict(vectorizer.transform([e.text for e in test]))
     gold = [e.label for e in test]
-    return {"accuracy": float(accuracy_score(gold, predicted)), "f1": float(f1_score(gold, predicted, average="macro"))}
+    return {
+        "accuracy": float(accuracy_score(gold, predicted)),
+        "f1": float(f1_score(gold, predicted, average="macro")),
+    }
 
 
 def _word_features(tokens: list[str], i: int) -> dict[str, float]:
     word = tokens[i]
     shape = "".join("X" if c.isupper() else "x" if c.islower() else "d" if c.isdigit() else c for c in word)[:6]
-    features = {f"w={word}": 1.0, f"lw={word.lower()}": 1.0, f"shape={shape}": 1.0, f"pre3={word[:3]}": 1.0,
-                f"suf3={word[-3:]}": 1.0, f"title={word.istitle()}": 1.0, f"upper={word.isupper()}": 1.0}
+    features = {
+        f"w={word}": 1.0,
+        f"lw={word.lower()}": 1.0,
+        f"shape={shape}": 1.0,
+        f"pre3={word[:3]}": 1.0,
+        f"suf3={word[-3:]}": 1.0,
+        f"title={word.istitle()}": 1.0,
+        f"upper={word.isupper()}": 1.0,
+    }
     for offset in (-1, 1):
         j = i + offset
         neighbour = tokens[j].lower() if 0 <= j < len(tokens) else "<edge>"
@@ -73,15 +82,21 @@ def word_feature_ner_baseline(train, test) -> dict:
     from sklearn.linear_model import SGDClassifier
 
     vectorizer = DictVectorizer()
-    x_train = _int32_indices(vectorizer.fit_transform([_word_features(e.tokens, i) for e in train for i in range(len(e.tokens))]))
+    x_train = _int32_indices(
+        vectorizer.fit_transform([_word_features(e.tokens, i) for e in train for i in range(len(e.tokens))])
+    )
     y_train = [tag for e in train for tag in e.tags]
     # logistic regression fitted by SGD: ~200k words × ~300k sparse features in seconds
-    classifier = SGDClassifier(loss="log_loss", alpha=1e-6, max_iter=30, tol=1e-4, random_state=0).fit(x_train, y_train)
-    x_test = _int32_indices(vectorizer.transform([_word_features(e.tokens, i) for e in test for i in range(len(e.tokens))]))
+    classifier = SGDClassifier(loss="log_loss", alpha=1e-6, max_iter=30, tol=1e-4, random_state=0).fit(
+        x_train, y_train
+    )
+    x_test = _int32_indices(
+        vectorizer.transform([_word_features(e.tokens, i) for e in test for i in range(len(e.tokens))])
+    )
     predicted_flat = classifier.predict(x_test)
     predicted, start = [], 0
     for e in test:
-        predicted.append(list(predicted_flat[start:start + len(e.tokens)]))
+        predicted.append(list(predicted_flat[start : start + len(e.tokens)]))
         start += len(e.tokens)
     return token_metrics([e.tags for e in test], predicted)
 
@@ -103,18 +118,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--out", default="runs/quality/scratch")
-    parser.add_argument("--steps", type=int, default=None, help="scratch training steps (default: the config's epochs)")
-    parser.add_argument("--scratch-run", default=None,
-                        help="folder of a finished scratch run (e.g. from flows/pipeline.py) to report instead of training here")
-    parser.add_argument("--minilm-run", default="runs/quality/multi", help="folder of a fine-tuned MiniLM run (its metrics.json)")
-    parser.add_argument("--minilm-steps", type=int, default=2000, help="train MiniLM here when --minilm-run has no metrics.json")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="scratch training steps (default: the config's epochs)"
+    )
+    parser.add_argument(
+        "--scratch-run",
+        default=None,
+        help="folder of a finished scratch run (e.g. from flows/pipeline.py) to report instead of training here",
+    )
+    parser.add_argument(
+        "--minilm-run", default="runs/quality/multi", help="folder of a fine-tuned MiniLM run (its metrics.json)"
+    )
+    parser.add_argument(
+        "--minilm-steps", type=int, default=2000, help="train MiniLM here when --minilm-run has no metrics.json"
+    )
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     quiet_third_party()
     device = resolve_device(args.device)
 
     overrides = [f"train.max_steps={args.steps}"] if args.steps else []
-    plan = plan_run(REPO / "data/configs/scratch_three_task.yaml", out=args.scratch_run or args.out, data_dir=args.data_dir, overrides=overrides)
+    plan = plan_run(
+        REPO / "data/configs/scratch_three_task.yaml",
+        out=args.scratch_run or args.out,
+        data_dir=args.data_dir,
+        overrides=overrides,
+    )
     started = time.perf_counter()
     if args.scratch_run and (Path(args.scratch_run) / "metrics.json").is_file():
         finished = json.loads((Path(args.scratch_run) / "metrics.json").read_text())
@@ -128,15 +157,24 @@ def main() -> None:
         minilm = json.loads(minilm_metrics.read_text())
         minilm_source = f"{minilm_metrics} ({minilm['training']['steps']} steps)"
     else:
-        minilm_plan = plan_run(REPO / "data/configs/three_task.yaml", out=args.minilm_run, data_dir=args.data_dir,
-                               overrides=[f"train.max_steps={args.minilm_steps}"])
-        minilm = {"tasks": run_pipeline(minilm_plan, device=device, precision=resolve_precision(device, minilm_plan.config.train.precision))["metrics"]}
+        minilm_plan = plan_run(
+            REPO / "data/configs/three_task.yaml",
+            out=args.minilm_run,
+            data_dir=args.data_dir,
+            overrides=[f"train.max_steps={args.minilm_steps}"],
+        )
+        minilm = {
+            "tasks": run_pipeline(
+                minilm_plan, device=device, precision=resolve_precision(device, minilm_plan.config.train.precision)
+            )["metrics"]
+        }
         minilm_source = f"trained here ({args.minilm_steps} steps)"
 
     classical = classical_baselines(plan)
     tasks = [task.name for task in plan.config.tasks]
     rows = {
-        f"from scratch ({scratch['training']['trainable_params']:,} params, {scratch['training']['steps']} steps)": scratch["metrics"],
+        f"from scratch ({scratch['training']['trainable_params']:,} params, "
+        f"{scratch['training']['steps']} steps)": scratch["metrics"],
         "fine-tuned MiniLM-L6 (22.7M params)": minilm["tasks"],
         "TF-IDF + LR (sentence) / word-feature logistic regression (NER)": classical,
     }
@@ -146,12 +184,19 @@ def main() -> None:
         headline = primary_metrics(metrics)
         print(f"| {name} | " + " | ".join(f"{100 * headline[t]:.2f}" for t in tasks) + " |")
     report = {
-        "device": device, "scratch": scratch, "scratch_seconds": round(scratch_seconds, 1), "scratch_source": args.scratch_run or "trained here",
-        "minilm": {"source": minilm_source, "tasks": minilm["tasks"]}, "classical": classical,
+        "device": device,
+        "scratch": scratch,
+        "scratch_seconds": round(scratch_seconds, 1),
+        "scratch_source": args.scratch_run or "trained here",
+        "minilm": {"source": minilm_source, "tasks": minilm["tasks"]},
+        "classical": classical,
     }
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "comparison.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nscratch pipeline {scratch_seconds:.0f}s on {device}; MiniLM: {minilm_source}; written {args.out}/comparison.json")
+    print(
+        f"\nscratch pipeline {scratch_seconds:.0f}s on {device}; MiniLM: {minilm_source}; "
+        f"written {args.out}/comparison.json"
+    )
 
 
 if __name__ == "__main__":

@@ -8,29 +8,17 @@ Output: `<out>/embeddings/part-NNNNN.parquet`, `_manifest.json`, `_SUCCESS` (see
 
 from __future__ import annotations
 
-import json
 import sys
 
-from prefect import flow, get_run_logger, unmapped
+from prefect import flow
 
 from mtl_model.cli import embed_config, parse_embed_args
 from mtl_model.config import DeviceChoice, EmbedConfig
 from mtl_model.device import resolve_device
+from mtl_model.embed import EmbeddingResult
 from mtl_model.errors import ConfigError, DataValidationError
 from mtl_model.runtime import quiet_third_party
-from tasks.embed import check_output_task, embed_shard_task, finish_task, plan_embed_task
-
-
-def embed_corpus(model_dir: str, corpus_path: str, config: EmbedConfig, device: str, out_dir: str) -> dict:
-    """Plan → (up to date: done, or) one mapped task per shard → manifest and `_SUCCESS`. Used by this flow and
-    by the pipeline flow; shards run on the calling flow's task runner (threads, or Dask workers)."""
-    plan = plan_embed_task(model_dir, corpus_path, config, device, out_dir)
-    done = check_output_task(plan)
-    if done is not None:
-        get_run_logger().info("embeddings in %s are up to date: nothing to do", done["path"])
-        return done
-    futures = embed_shard_task.map(unmapped(plan), list(range(len(plan["shards"]))), unmapped(device))
-    return finish_task(plan, [future.result() for future in futures])
+from tasks.embed import embed as embed_step
 
 
 @flow(name="mtl-embed")
@@ -40,7 +28,7 @@ def embed(
     out: str,
     config: EmbedConfig = EmbedConfig(),
     device: DeviceChoice = "auto",
-) -> dict:
+) -> EmbeddingResult:
     """Embed a corpus with a trained model into resumable Parquet shards.
 
     Args:
@@ -51,7 +39,7 @@ def embed(
         device: `auto` picks CUDA when available, else CPU.
     """
     quiet_third_party()
-    return embed_corpus(model_dir, corpus, config, resolve_device(device), out)
+    return embed_step(model_dir, corpus, config, resolve_device(device), out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,11 +47,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = embed_config(args.overrides)
         runner = task_runner(args.task_runner, args.dask_address)
-        result = (embed.with_options(task_runner=runner) if runner else embed)(args.model, args.corpus, args.out, config, args.device)
+        result = (embed.with_options(task_runner=runner) if runner else embed)(
+            args.model, args.corpus, args.out, config, args.device
+        )
     except (DataValidationError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(result, indent=2))
+    print(result.model_dump_json(indent=2))
     return 0
 
 

@@ -49,9 +49,11 @@ def resolve_backbone(backbone: str) -> str:
 
     A model this pipeline trained resolves to its `encoder/` folder (weights and tokenizer)."""
     if backbone == SCRATCH_BACKBONE:
-        raise ConfigError("model.backbone: `scratch` has no pretrained weights or tokenizer; its vocabulary is built from the data")
+        raise ConfigError(
+            "model.backbone: `scratch` has no pretrained weights or tokenizer; its vocabulary is built from the data"
+        )
     if backbone.startswith(BUNDLED_PREFIX):
-        return str(_verified_bundled_dir(backbone[len(BUNDLED_PREFIX):]))
+        return str(_verified_bundled_dir(backbone[len(BUNDLED_PREFIX) :]))
     path = Path(backbone).expanduser()
     if is_saved_multitask_model(path):
         return str((path / "encoder").resolve())
@@ -78,6 +80,18 @@ def backbone_fingerprint(backbone: str) -> str:
 def is_tokenizer_dir(path: str | Path) -> bool:
     """A folder holding only a tokenizer (a built vocabulary), no model weights."""
     return (Path(path) / "tokenizer.json").is_file() and not (Path(path) / "config.json").is_file()
+
+
+def backbone_input_paths(backbone: str) -> list[str]:
+    """The files a backbone stands for, for content-hashed cache keys: a local folder, built vocabulary or trained
+    model is hashed by content; a hub id has no local files (it enters keys as config); `scratch` has none (its
+    vocabulary is keyed by the training data)."""
+    if backbone == SCRATCH_BACKBONE:
+        return []
+    if is_tokenizer_dir(backbone) or is_saved_multitask_model(backbone):
+        return [backbone]
+    resolved = resolve_backbone(backbone)
+    return [resolved] if Path(resolved).exists() else []
 
 
 def load_tokenizer(backbone: str):

@@ -7,46 +7,57 @@ its parameter form). Cross-field checks raise errors that name the offending fie
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from mtl_model.backbone import SCRATCH_BACKBONE
+from mtl_model.base import StrictModel
 from mtl_model.errors import ConfigError
-from mtl_model.freeze import parse_freeze_policy
-from mtl_model.modules.scratch import ScratchArchitecture
+from mtl_model.freeze import POLICY_PATTERN, VALID_POLICIES, parse_freeze_policy
+from mtl_model.io import is_hub_source
+from mtl_model.model import TAGS_SUFFIX
+from mtl_model.modules.scratch import SCRATCH_LORA_TARGETS, ScratchArchitecture
 from mtl_model.vocab import VocabConfig
+
+if TYPE_CHECKING:
+    from mtl_model.options import RunOptions
 
 SplitName = Literal["train", "validation", "test"]
 BUNDLED_BACKBONE = "bundled:all-MiniLM-L6-v2"
-SCRATCH_LORA_TARGETS = {"linear1", "linear2"}  # nn.TransformerEncoderLayer's feed-forward Linear layers
-TAGS_SUFFIX = "_tags"  # a joint task `x` has a sentence head `x` and a token head `x_tags`
 
 # Flow parameter types: Prefect turns them into the deployment's parameter schema, so the UI shows a form and
 # the server rejects a bad value when the run is created, before any worker starts it.
 DeviceChoice = Literal["auto", "cpu", "cuda"]
 GpuMode = Literal["auto", "require", "never"]
-_POLICY = r"(none|all|backbone|gradual|lora|top:[0-9]+|head:[^,|\s]+(,head:[^,|\s]+)*)"
 _KEY = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+"
-FreezePolicyText = Annotated[str, Field(
-    pattern=f"^{_POLICY}$", description="none | all | backbone | head:<task>[,head:<task>] | top:<k> | gradual | lora",
-)]
-Override = Annotated[str, Field(
-    pattern=f"^{_KEY}=.*$", description="`section.field=value`, the value parsed as YAML, e.g. `train.max_steps=500`",
-)]
-ComparisonEntry = Annotated[str, Field(
-    pattern=f"^{_POLICY}(\\|train\\.[A-Za-z_][A-Za-z0-9_.]*=[^|]*)*$",
-    description="a freeze policy, optionally with `|train.field=value` settings for this entry only",
-)]
+FreezePolicyText = Annotated[
+    str,
+    Field(
+        pattern=f"^{POLICY_PATTERN}$",
+        description=" | ".join(VALID_POLICIES) + " (several head:<task> joined by commas)",
+    ),
+]
+Override = Annotated[
+    str,
+    Field(
+        pattern=f"^{_KEY}=.*$",
+        description="`section.field=value`, the value parsed as YAML, e.g. `train.max_steps=500`",
+    ),
+]
+ComparisonEntry = Annotated[
+    str,
+    Field(
+        pattern=f"^{POLICY_PATTERN}(\\|train\\.[A-Za-z_][A-Za-z0-9_.]*=[^|]*)*$",
+        description="a freeze policy, optionally with `|train.field=value` settings for this entry only",
+    ),
+]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
-
-
-class SplitSpec(_Strict):
+class SplitSpec(StrictModel):
     """How a dataset with one labelled file is divided (seeded and stratified by label)."""
 
     validation_fraction: float = Field(0.1, ge=0.0, lt=1.0)
@@ -66,7 +77,7 @@ class SplitSpec(_Strict):
         return self
 
 
-class TaskSpec(_Strict):
+class TaskSpec(StrictModel):
     """One supervised task: where its data is, how to read it, and what kind of head it gets."""
 
     name: str
@@ -119,13 +130,15 @@ class TaskSpec(_Strict):
             raise ValueError(f"task {self.name!r}: files needs `train` and `test` (or a single `all`)")
         sentence_formats = {"ag_news", "glue_tsv", "csv", "jsonl", "parquet", "hf"}
         token_formats = {"conll", "jsonl", "parquet", "hf"}
-        allowed = {"sentence": sentence_formats, "token": token_formats, "joint": {"jsonl", "parquet", "hf"}}[self.kind]
+        allowed = {"sentence": sentence_formats, "token": token_formats, "joint": {"jsonl", "parquet", "hf"}}[
+            self.kind
+        ]
         if self.format not in allowed:
             raise ValueError(
                 f"task {self.name!r}: kind {self.kind!r} does not fit format {self.format!r} "
                 f"(it reads {sorted(allowed)})"
             )
-        hf_files = [path.startswith("hf:") for path in self.files.values()]
+        hf_files = [is_hub_source(path) for path in self.files.values()]
         if any(hf_files) != (self.format == "hf") or (self.format == "hf" and not all(hf_files)):
             raise ValueError(f"task {self.name!r}: format 'hf' and files named 'hf:<name>[/<config>]' go together")
         if self.labels is not None and len(set(self.labels)) != len(self.labels):
@@ -133,7 +146,7 @@ class TaskSpec(_Strict):
         return self
 
 
-class TokenizeConfig(_Strict):
+class TokenizeConfig(StrictModel):
     """Step 1–2: reading, validation, tokenisation and padding."""
 
     max_seq_length: int = Field(128, ge=8, le=8192)
@@ -144,7 +157,7 @@ class TokenizeConfig(_Strict):
     """With `model.backbone: scratch`: how the vocabulary is built from the training splits of all tasks."""
 
 
-class ModelConfig(_Strict):
+class ModelConfig(StrictModel):
     """Step 3: the multi-task model's architecture."""
 
     backbone: str = BUNDLED_BACKBONE
@@ -163,7 +176,7 @@ class ModelConfig(_Strict):
     """Dropout before every task head during training."""
 
 
-class LoraSettings(_Strict):
+class LoraSettings(StrictModel):
     """LoRA adapters for `freeze_policy: lora` (the `peft` library); merged into the weights when saving."""
 
     rank: int = Field(8, ge=1)
@@ -177,7 +190,7 @@ class LoraSettings(_Strict):
     (BERT/MiniLM: `query`, `value`); for `backbone: scratch`, the feed-forward layers `linear1`, `linear2`."""
 
 
-class TrainConfig(_Strict):
+class TrainConfig(StrictModel):
     """Step 3: optimisation, task mixing, evaluation during training and checkpoints."""
 
     epochs: float = Field(3.0, gt=0.0)
@@ -211,7 +224,8 @@ class TrainConfig(_Strict):
     group_by_length: bool = True
     """Batch rows of similar length together (shuffled in windows of 50 batches) so batches carry little padding."""
     eval_every: int | None = Field(None, ge=1)
-    """Evaluate on the validation splits every this many steps (and at the end); `null`: no evaluation during training."""
+    """Evaluate on the validation splits every this many steps (and at the end);
+    `null`: no evaluation during training."""
     early_stopping_metric: str = "mean"
     """Metric that picks the best checkpoint: `<task>.<metric>` (e.g. `ner.f1`) or `mean` (mean of each task's
     accuracy, or F1 for token tasks)."""
@@ -248,11 +262,13 @@ class TrainConfig(_Strict):
         if self.early_stopping_patience is not None and self.eval_every is None:
             raise ValueError("train.early_stopping_patience needs train.eval_every (evaluations to compare)")
         if self.early_stopping_metric != "mean" and self.early_stopping_metric.count(".") != 1:
-            raise ValueError(f"train.early_stopping_metric must be `mean` or `<task>.<metric>`, got {self.early_stopping_metric!r}")
+            raise ValueError(
+                f"train.early_stopping_metric must be `mean` or `<task>.<metric>`, got {self.early_stopping_metric!r}"
+            )
         return self
 
 
-class EvaluateConfig(_Strict):
+class EvaluateConfig(StrictModel):
     """Step 4: metrics."""
 
     split: SplitName = "test"
@@ -261,7 +277,7 @@ class EvaluateConfig(_Strict):
     """Examples per forward pass."""
 
 
-class EmbedConfig(_Strict):
+class EmbedConfig(StrictModel):
     """Step 5: embedding a corpus for downstream consumers."""
 
     corpus: str | None = None
@@ -285,7 +301,7 @@ class EmbedConfig(_Strict):
     every embedding keeps cosine ≥ 0.9999 with fp32; otherwise fp32. The choice and the cosine are in the manifest."""
 
 
-class RemoteTrainingConfig(_Strict):
+class RemoteTrainingConfig(StrictModel):
     """Where training goes when a GPU worker is online (`--gpu auto|require`; see README "GPU worker")."""
 
     work_pool: str = "gpu"
@@ -312,7 +328,7 @@ class RemoteTrainingConfig(_Strict):
         return value
 
 
-class PipelineConfig(_Strict):
+class PipelineConfig(StrictModel):
     """The whole pipeline: data, model, and one section per step."""
 
     name: str = "default"
@@ -338,7 +354,9 @@ class PipelineConfig(_Strict):
             raise ValueError(f"tasks: duplicate task names {duplicates}")
         head_names = names + [f"{task.name}{TAGS_SUFFIX}" for task in self.tasks if task.kind == "joint"]
         if len(set(head_names)) != len(head_names):
-            raise ValueError(f"tasks: a joint task's token head `<name>{TAGS_SUFFIX}` collides with a task name: {head_names}")
+            raise ValueError(
+                f"tasks: a joint task's token head `<name>{TAGS_SUFFIX}` collides with a task name: {head_names}"
+            )
         policy = parse_freeze_policy(self.train.freeze_policy)
         unknown = sorted(set(policy.frozen_heads) - set(head_names))
         if unknown:
@@ -349,10 +367,11 @@ class PipelineConfig(_Strict):
                 f"{self.model.scratch.max_positions} (the encoder's position table)"
             )
         targets = set(self.train.lora.target_modules or [])
-        if self.model.backbone == SCRATCH_BACKBONE and targets - SCRATCH_LORA_TARGETS:
+        if self.model.backbone == SCRATCH_BACKBONE and targets - set(SCRATCH_LORA_TARGETS):
             raise ValueError(
                 f"train.lora.target_modules {sorted(targets)}: the scratch encoder's adaptable layers are "
-                f"{sorted(SCRATCH_LORA_TARGETS)} (PyTorch's attention uses its projection weights directly, so LoRA cannot wrap them)"
+                f"{sorted(SCRATCH_LORA_TARGETS)} (PyTorch's attention uses its projection weights directly, "
+                "so LoRA cannot wrap them)"
             )
         metric_task = self.train.early_stopping_metric.split(".")[0]
         if self.train.early_stopping_metric != "mean" and metric_task not in head_names:
@@ -362,7 +381,7 @@ class PipelineConfig(_Strict):
     def resolve_data_path(self, relative: str, config_dir: Path) -> Path | str:
         """A data path as the user means it: absolute, or under `data_dir` (itself relative to the config).
         Hugging Face sources (`hf:…`) pass through unchanged."""
-        if relative.startswith("hf:"):
+        if is_hub_source(relative):
             return relative
         path = Path(relative).expanduser()
         if path.is_absolute():
@@ -396,15 +415,17 @@ def load_pipeline_config(path: str | Path | None = None) -> tuple[PipelineConfig
     return config, config_path.resolve().parent
 
 
-class RunPlan(BaseModel):
+class RunPlan(StrictModel):
     """A validated config with every path resolved: what one pipeline run will read and write."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     config: PipelineConfig
+    """The config, with overrides applied and validated again."""
     out_dir: str
+    """Absolute output folder."""
     files: dict[str, dict[str, str]]
+    """Task → split → resolved data file (or `hf:` source)."""
     corpus: str | None
+    """The resolved corpus to embed, if any."""
 
 
 def apply_override(raw: dict, item: str) -> None:
@@ -421,28 +442,21 @@ def apply_override(raw: dict, item: str) -> None:
     node[leaf] = yaml.safe_load(value)
 
 
-def plan_run(
-    config_path: str | Path | None = None,
-    *,
-    out: str | Path | None = None,
-    data_dir: str | Path | None = None,
-    freeze_policy: str | None = None,
-    overrides: list[str] | None = None,
-    only_tasks: list[str] | None = None,
-) -> RunPlan:
-    """Load the config, apply command-line overrides (re-validated), and resolve all paths.
+def plan_run(options: RunOptions, *, freeze_policy: str | None = None, extra_overrides: Sequence[str] = ()) -> RunPlan:
+    """Load the options' config, apply its overrides (then `extra_overrides`), re-validate, and resolve all paths.
 
-    `overrides` are `section.field=value` strings (value parsed as YAML), e.g. `train.max_steps=500`.
-    `only_tasks` keeps just the named tasks (e.g. a single-task run of a multi-task config).
+    Overrides are `section.field=value` strings (value parsed as YAML), e.g. `train.max_steps=500`.
+    `options.only_tasks` keeps just the named tasks (e.g. a single-task run of a multi-task config).
     """
-    config, config_dir = load_pipeline_config(config_path)
+    config, config_dir = load_pipeline_config(options.config_path)
     raw = config.model_dump()
-    for item in overrides or []:
+    for item in [*options.overrides, *extra_overrides]:
         apply_override(raw, item)
-    if data_dir is not None:
-        raw["data_dir"] = str(Path(data_dir).expanduser().resolve())  # a CLI path is relative to the CWD
+    if options.data_dir is not None:
+        raw["data_dir"] = str(Path(options.data_dir).expanduser().resolve())  # a CLI path is relative to the CWD
     if freeze_policy is not None:
         raw["train"]["freeze_policy"] = freeze_policy
+    only_tasks = options.only_tasks
     if only_tasks:
         known = [task["name"] for task in raw["tasks"]]
         unknown = sorted(set(only_tasks) - set(known))
@@ -458,5 +472,5 @@ def plan_run(
         for task in config.tasks
     }
     corpus = str(config.resolve_data_path(config.embed.corpus, config_dir)) if config.embed.corpus else None
-    out_dir = Path(out).expanduser() if out else Path("runs") / config.name
+    out_dir = Path(options.out).expanduser() if options.out else Path("runs") / config.name
     return RunPlan(config=config, out_dir=str(out_dir.resolve()), files=files, corpus=corpus)

@@ -25,9 +25,7 @@ class DataValidationError(ValueError):
         shown = "\n".join(f"  {p}" for p in self.problems[:limit])
         more = f"\n  ... and {len(self.problems) - limit} more" if len(self.problems) > limit else ""
         files = sorted({p.path for p in self.problems})
-        super().__init__(
-            f"{len(self.problems)} problem(s) in input data ({', '.join(files)}):\n{shown}{more}"
-        )
+        super().__init__(f"{len(self.problems)} problem(s) in input data ({', '.join(files)}):\n{shown}{more}")
 
 
 class ConfigError(ValueError):

@@ -5,12 +5,32 @@ Token tasks: entity-level P/R/F1 (seqeval) over every gold word; a word the mode
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Literal
+
 import numpy as np
 import torch
 
-from mtl_model.config import TAGS_SUFFIX
-from mtl_model.model import MultiTaskModel
+from mtl_model.model import TAGS_SUFFIX, MultiTaskModel
 from mtl_model.tokenization import TokenizedSplit
+
+HeadKind = Literal["sentence", "token"]
+PRIMARY_METRIC: dict[HeadKind, str] = {"sentence": "accuracy", "token": "f1"}  # the one headline number per head kind
+
+
+def primary_metric(kind: HeadKind) -> str:
+    """The headline metric of a head: accuracy for sentence heads, entity-level F1 for token heads."""
+    return PRIMARY_METRIC[kind]
+
+
+def metrics_kind(values: Mapping[str, float]) -> HeadKind:
+    """Which kind of head produced `values` (only token metrics carry `token_accuracy`)."""
+    return "token" if "token_accuracy" in values else "sentence"
+
+
+def primary_metrics(tasks: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """Each head's headline number from a `metrics.json`-style `{head: {metric: value}}` table."""
+    return {task: float(values[primary_metric(metrics_kind(values))]) for task, values in tasks.items()}
 
 
 def sorted_batches(split: TokenizedSplit, batch_size: int):
@@ -21,7 +41,11 @@ def sorted_batches(split: TokenizedSplit, batch_size: int):
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
         width = int(lengths[rows].max())
-        yield rows, torch.from_numpy(split.input_ids[rows, :width]), torch.from_numpy(split.attention_mask[rows, :width])
+        yield (
+            rows,
+            torch.from_numpy(split.input_ids[rows, :width]),
+            torch.from_numpy(split.attention_mask[rows, :width]),
+        )
 
 
 @torch.inference_mode()
@@ -52,7 +76,9 @@ def sentence_metrics(gold: np.ndarray, predicted: np.ndarray) -> dict[str, float
     }
 
 
-def word_tags(split: TokenizedSplit, predictions: np.ndarray, labels: list[str]) -> tuple[list[list[str]], list[list[str]]]:
+def word_tags(
+    split: TokenizedSplit, predictions: np.ndarray, labels: list[str]
+) -> tuple[list[list[str]], list[list[str]]]:
     """(gold, predicted) tag sequences per sentence over all gold words."""
     gold_tags, predicted_tags = [], []
     for row, word_labels in enumerate(split.word_labels):
@@ -76,7 +102,9 @@ def token_metrics(gold: list[list[str]], predicted: list[list[str]]) -> dict[str
     }
 
 
-def evaluate_task(model: MultiTaskModel, split: TokenizedSplit, task: str, *, batch_size: int, device: str) -> dict[str, float]:
+def evaluate_task(
+    model: MultiTaskModel, split: TokenizedSplit, task: str, *, batch_size: int, device: str
+) -> dict[str, float]:
     """Metrics of one task on one padded split."""
     predictions = predict(model, split, task, batch_size=batch_size, device=device)
     spec = model.head_specs[task]
@@ -86,13 +114,17 @@ def evaluate_task(model: MultiTaskModel, split: TokenizedSplit, task: str, *, ba
     return token_metrics(gold, predicted)
 
 
-def evaluate_splits(model: MultiTaskModel, splits: dict[str, TokenizedSplit], *, batch_size: int, device: str) -> dict[str, dict]:
+def evaluate_splits(
+    model: MultiTaskModel, splits: dict[str, TokenizedSplit], *, batch_size: int, device: str
+) -> dict[str, dict]:
     """Metrics per head: a joint task `x` reports its sentence head as `x` and its token head as `x_tags`."""
     metrics = {}
     for task, split in splits.items():
         if split.metadata.get("kind") == "joint":
             metrics[task] = evaluate_task(model, split.sentence_view(), task, batch_size=batch_size, device=device)
-            metrics[task + TAGS_SUFFIX] = evaluate_task(model, split, task + TAGS_SUFFIX, batch_size=batch_size, device=device)
+            metrics[task + TAGS_SUFFIX] = evaluate_task(
+                model, split, task + TAGS_SUFFIX, batch_size=batch_size, device=device
+            )
         else:
             metrics[task] = evaluate_task(model, split, task, batch_size=batch_size, device=device)
     return metrics

@@ -20,7 +20,14 @@ if TYPE_CHECKING:
 
     from mtl_model.model import MultiTaskModel
 
-VALID_POLICIES = ("none", "all", "backbone", "head:<task>", "top:<k>", "gradual", "lora")
+# The freeze-policy grammar, written once: the parser below and the regex that flow parameters and configs are
+# validated with (`mtl_model.config.FreezePolicyText`) both come from these names; a test checks they agree.
+WHOLE_MODEL_POLICIES = ("none", "all", "backbone", "gradual", "lora")  # policies that take no argument
+TOP_PREFIX, HEAD_PREFIX = "top:", "head:"
+VALID_POLICIES = (*WHOLE_MODEL_POLICIES[:3], f"{HEAD_PREFIX}<task>", f"{TOP_PREFIX}<k>", *WHOLE_MODEL_POLICIES[3:])
+_HEAD = HEAD_PREFIX + r"[^,|\s]+"
+POLICY_PATTERN = f"({'|'.join(WHOLE_MODEL_POLICIES)}|{TOP_PREFIX}[0-9]+|{_HEAD}(,{_HEAD})*)"
+"""A regex matching exactly the policy strings `parse_freeze_policy` accepts (written without spaces)."""
 PolicyKind = Literal["none", "all", "backbone", "heads", "top", "gradual", "lora"]
 
 
@@ -48,18 +55,18 @@ def parse_freeze_policy(text: str) -> FreezePolicy:
     parts = [part.strip() for part in text.split(",") if part.strip()]
     if not parts:
         raise _invalid(text, "empty freeze policy")
-    if len(parts) == 1 and parts[0] in ("none", "all", "backbone", "gradual", "lora"):
+    if len(parts) == 1 and parts[0] in WHOLE_MODEL_POLICIES:
         return FreezePolicy(kind=parts[0])  # type: ignore[arg-type]
-    if len(parts) == 1 and parts[0].startswith("top:"):
-        value = parts[0][len("top:"):]
+    if len(parts) == 1 and parts[0].startswith(TOP_PREFIX):
+        value = parts[0][len(TOP_PREFIX) :]
         if not value.isdigit():
             raise _invalid(text, "top:<k> needs a whole number of layers, got")
         return FreezePolicy(kind="top", top_layers=int(value))
     heads = []
     for part in parts:
-        if not part.startswith("head:") or not part[len("head:"):]:
+        if not part.startswith(HEAD_PREFIX) or not part[len(HEAD_PREFIX) :]:
             raise _invalid(text)
-        heads.append(part[len("head:"):])
+        heads.append(part[len(HEAD_PREFIX) :])
     return FreezePolicy(kind="heads", frozen_heads=tuple(heads))
 
 
@@ -103,7 +110,7 @@ def apply_freeze_policy(model: MultiTaskModel, policy: FreezePolicy, *, stage: i
             parameter.requires_grad_(False)
     groups = encoder_layer_groups(model)
     if policy.kind == "top" and policy.top_layers > 0:
-        for group in groups[-policy.top_layers:]:
+        for group in groups[-policy.top_layers :]:
             for parameter in group:
                 parameter.requires_grad_(True)
     if policy.kind == "gradual" and stage > 0:

@@ -41,9 +41,17 @@ def tree_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+HF_PREFIX = "hf:"  # `hf:<name>[/<config>][:<split>]`: a Hugging Face hub dataset instead of a file
+
+
+def is_hub_source(source: str | Path) -> bool:
+    """Whether a data source names a hub dataset (`hf:…`) rather than a local file or folder."""
+    return str(source).startswith(HF_PREFIX)
+
+
 def source_fingerprint(source: str | Path) -> str:
     """Content hash of a data source: a file's or folder's sha256; a hub dataset (`hf:…`) is named, not hashed."""
-    if str(source).startswith("hf:"):
+    if is_hub_source(source):
         return f"hub:{source}"
     return tree_sha256(source)
 
@@ -85,7 +93,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 def _umask() -> int:
     """The process umask, read without changing it (os.umask would, for a moment, for every thread)."""
     try:
-        line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("Umask:"))
+        line = next(
+            status_line
+            for status_line in Path("/proc/self/status").read_text().splitlines()
+            if status_line.startswith("Umask:")
+        )
         return int(line.split()[1], 8)
     except (OSError, StopIteration, ValueError):
         return 0o022
@@ -97,7 +109,9 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    temp.chmod(0o777 & ~_umask())  # mkdtemp makes it 0700: give the finished folder the usual mode (shared storage, other users)
+    temp.chmod(
+        0o777 & ~_umask()
+    )  # mkdtemp makes it 0700: give the finished folder the usual mode (shared storage, other users)
     try:
         yield temp
         if target.exists():

@@ -17,7 +17,9 @@ def _linear_names(module: nn.Module) -> list[str]:
     return sorted({name.rsplit(".", 1)[-1] for name, child in module.named_modules() if isinstance(child, nn.Linear)})
 
 
-def add_lora_adapters(encoder: nn.Module, *, rank: int, alpha: float, dropout: float, target_modules: list[str] | None) -> int:
+def add_lora_adapters(
+    encoder: nn.Module, *, rank: int, alpha: float, dropout: float, target_modules: list[str] | None
+) -> int:
     """Inject LoRA adapters into `encoder`'s matching layers; returns how many layers were adapted.
 
     `target_modules=None` lets peft pick its default for the architecture (`encoder.config.model_type`)."""
@@ -35,7 +37,9 @@ def add_lora_adapters(encoder: nn.Module, *, rank: int, alpha: float, dropout: f
         ) from exc
     adapted = sum(isinstance(module, LoraLayer) for module in encoder.modules())
     if adapted == 0:
-        raise ConfigError(f"train.lora.target_modules {target_modules} match no layer; linear layers: {_linear_names(encoder)}")
+        raise ConfigError(
+            f"train.lora.target_modules {target_modules} match no layer; linear layers: {_linear_names(encoder)}"
+        )
     return adapted
 
 

@@ -31,6 +31,7 @@ CONFIG_NAME = "mtl_model.json"
 HEADS_NAME = "heads.safetensors"
 ENCODER_DIR = "encoder"
 SENTENCE_TRANSFORMER_DIR = "sentence-transformer"
+TAGS_SUFFIX = "_tags"  # a joint task `x` has a sentence head `x` and a token head `x_tags`
 
 
 class HeadSpec(BaseModel):
@@ -101,7 +102,9 @@ class MultiTaskModel(nn.Module):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, task: str | None = None
     ) -> dict[str, torch.Tensor]:
         """input_ids, attention_mask: (B, T). Adds `logits` ((B, C) or (B, T, C)) when `task` is given."""
-        features = self.encoder({"input_ids": input_ids, "attention_mask": attention_mask})  # token_embeddings (B, T, H)
+        features = self.encoder(
+            {"input_ids": input_ids, "attention_mask": attention_mask}
+        )  # token_embeddings (B, T, H)
         features = self.pooling(features)  # sentence_embedding (B, H)
         if self.dense is not None:
             features = self.dense(features)  # (B, D)
@@ -154,10 +157,15 @@ class MultiTaskModel(nn.Module):
         ]
         if self.dense is not None:
             linear = self.dense.linear
-            modules.append(models.Dense(
-                linear.in_features, linear.out_features, activation_function=nn.Tanh(),
-                init_weight=linear.weight.detach().cpu().float().clone(), init_bias=linear.bias.detach().cpu().float().clone(),
-            ))
+            modules.append(
+                models.Dense(
+                    linear.in_features,
+                    linear.out_features,
+                    activation_function=nn.Tanh(),
+                    init_weight=linear.weight.detach().cpu().float().clone(),
+                    init_bias=linear.bias.detach().cpu().float().clone(),
+                )
+            )
         if self.normalize is not None:
             modules.append(models.Normalize())
         SentenceTransformer(modules=modules, device="cpu").save(str(target))
@@ -175,7 +183,9 @@ class MultiTaskModel(nn.Module):
             raise FileNotFoundError(f"{directory} is not a saved multi-task model (no {CONFIG_NAME})")
         config = MultiTaskModelConfig.model_validate(json.loads(config_path.read_text()))
         if config.format_version != FORMAT_VERSION:
-            raise ValueError(f"{config_path}: format_version {config.format_version}, this code reads {FORMAT_VERSION}")
+            raise ValueError(
+                f"{config_path}: format_version {config.format_version}, this code reads {FORMAT_VERSION}"
+            )
         encoder_dir = directory / ENCODER_DIR
         if is_scratch_encoder_dir(encoder_dir):
             encoder: nn.Module = ScratchEncoder.from_pretrained(encoder_dir)
@@ -232,7 +242,9 @@ def build_model(
         if scratch is None or tokenizer is None:
             raise ValueError("a scratch encoder needs its architecture (`scratch`) and the built tokenizer")
         encoder_config = ScratchEncoderConfig(
-            **scratch.model_dump(), vocab_size=len(tokenizer), pad_token_id=int(tokenizer.pad_token_id or 0),
+            **scratch.model_dump(),
+            vocab_size=len(tokenizer),
+            pad_token_id=int(tokenizer.pad_token_id or 0),
         )
         return MultiTaskModel(config, ScratchEncoder(encoder_config))
     if is_saved_multitask_model(backbone):
@@ -246,7 +258,11 @@ def build_model(
 def reuse_trained_weights(saved: MultiTaskModel, model: MultiTaskModel) -> list[str]:
     """Copy the saved projection and matching heads into `model`; returns the reused module names."""
     reused = []
-    if saved.dense is not None and model.dense is not None and saved.config.projection_dim == model.config.projection_dim:
+    if (
+        saved.dense is not None
+        and model.dense is not None
+        and saved.config.projection_dim == model.config.projection_dim
+    ):
         model.dense.load_state_dict(saved.dense.state_dict())
         reused.append("dense")
     for name, spec in model.head_specs.items():

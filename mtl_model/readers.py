@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mtl_model.errors import Problem
+from mtl_model.io import HF_PREFIX
 
 BOM = "\ufeff"
 _TAG_RE = re.compile(r"^(O|[BI]-\S+)$")
@@ -97,7 +98,9 @@ def _decoded_lines(path: Path, result: ReadResult) -> Iterator[tuple[int, str]]:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            result.reject(f"line {number}", f"not valid UTF-8 (byte offset {offset + exc.start}: 0x{raw[exc.start]:02x})")
+            result.reject(
+                f"line {number}", f"not valid UTF-8 (byte offset {offset + exc.start}: 0x{raw[exc.start]:02x})"
+            )
             result.rows_read += 1
             result.rows_rejected += 1
         else:
@@ -132,7 +135,8 @@ def _label_text(value: object) -> str:
 
 
 def iob1_to_bio(tags: list[str]) -> list[str]:
-    """IOB1 uses I- inside entities and B- only between two adjacent same-type entities; BIO starts every entity with B-."""
+    """IOB1 uses I- inside entities and B- only between two adjacent same-type entities;
+    BIO starts every entity with B-."""
     converted = []
     previous = "O"
     for tag in tags:
@@ -166,12 +170,16 @@ def bio_problems(tags: list[str]) -> list[tuple[int, str]]:
         if not _TAG_RE.match(tag):
             found.append((index, f"tag {tag!r} is not a BIO tag (O, B-TYPE or I-TYPE)"))
         elif tag.startswith("I-") and (previous == "O" or previous[2:] != tag[2:]):
-            found.append((index, f"tag {tag!r} follows {previous!r}: not valid BIO (IOB1 files need tag_scheme: iob1)"))
+            found.append(
+                (index, f"tag {tag!r} follows {previous!r}: not valid BIO (IOB1 files need tag_scheme: iob1)")
+            )
         previous = tag
     return found
 
 
-def read_conll(path: str | Path, *, tag_column: int = -1, tag_scheme: str = "bio", invalid_bio: str = "error") -> ReadResult:
+def read_conll(
+    path: str | Path, *, tag_column: int = -1, tag_scheme: str = "bio", invalid_bio: str = "error"
+) -> ReadResult:
     """CoNLL column files: one `token ... tag` line per word, blank lines between sentences.
 
     `invalid_bio="repair"` turns an I-X that continues no X entity into B-X (counted in notes as
@@ -336,7 +344,9 @@ def _rows(path: Path, fmt: str, result: ReadResult) -> Iterator[tuple[str, dict]
         try:
             for row in reader:
                 if None in row:
-                    result.reject(f"line {reader.line_num}", f"more fields than the header's {len(reader.fieldnames or [])}")
+                    result.reject(
+                        f"line {reader.line_num}", f"more fields than the header's {len(reader.fieldnames or [])}"
+                    )
                     row = {k: v for k, v in row.items() if k is not None}
                     row["__bad__"] = True
                 yield f"line {reader.line_num}", row
@@ -463,12 +473,15 @@ def read_table(
     path = Path(path)
     result = ReadResult(str(path))
     return _validate_rows(
-        _rows(path, fmt, result), result, path_name=path.name, text_column=text_column, label_column=label_column,
-        id_column=id_column, tokens_column=tokens_column, tags_column=tags_column,
+        _rows(path, fmt, result),
+        result,
+        path_name=path.name,
+        text_column=text_column,
+        label_column=label_column,
+        id_column=id_column,
+        tokens_column=tokens_column,
+        tags_column=tags_column,
     )
-
-
-HF_PREFIX = "hf:"
 
 
 def parse_hf_source(source: str, default_split: str) -> tuple[str, str | None, str]:
@@ -476,7 +489,7 @@ def parse_hf_source(source: str, default_split: str) -> tuple[str, str | None, s
 
     A namespaced hub name takes three parts, `hf:<owner>/<name>/<config>` (e.g. `.../default`).
     """
-    body, _, split = source[len(HF_PREFIX):].partition(":")
+    body, _, split = source[len(HF_PREFIX) :].partition(":")
     parts = body.split("/")
     if len(parts) == 3:
         return f"{parts[0]}/{parts[1]}", parts[2], split or default_split
@@ -502,13 +515,16 @@ def read_hf_dataset(
     try:
         import datasets
     except ImportError as exc:
-        raise ConfigError(f"{source}: reading hf: datasets needs the `datasets` package (pip install datasets)") from exc
+        raise ConfigError(
+            f"{source}: reading hf: datasets needs the `datasets` package (pip install datasets)"
+        ) from exc
     try:
         dataset = datasets.load_dataset(name, config, split=hf_split)
     except Exception as exc:  # hub unreachable, unknown name or split: all end the run the same way
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(
-            f"{source}: cannot load Hugging Face dataset {name!r} (config {config!r}, split {hf_split!r}): {first_line}. "
+            f"{source}: cannot load Hugging Face dataset {name!r} (config {config!r}, split {hf_split!r}): "
+            f"{first_line}. "
             "Is the hub reachable? Offline, download it elsewhere and point `files` at local copies."
         ) from None
     features = dataset.features
@@ -531,6 +547,12 @@ def read_hf_dataset(
             yield f"row {index}", row
 
     return _validate_rows(
-        rows(), result, path_name=source, text_column=text_column, label_column=label_column, id_column=None,
-        tokens_column=tokens_column, tags_column=tags_column,
+        rows(),
+        result,
+        path_name=source,
+        text_column=text_column,
+        label_column=label_column,
+        id_column=None,
+        tokens_column=tokens_column,
+        tags_column=tags_column,
     )

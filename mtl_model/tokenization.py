@@ -26,7 +26,9 @@ METADATA_KEY = b"mtl"
 _BATCH = 1024
 
 
-def align_labels_to_subwords(word_ids: Sequence[int | None], word_label_ids: Sequence[int]) -> tuple[list[int], list[int]]:
+def align_labels_to_subwords(
+    word_ids: Sequence[int | None], word_label_ids: Sequence[int]
+) -> tuple[list[int], list[int]]:
     """Per token: (label, word index). First sub-word of a word → (its label, word); others → (-100, -1)."""
     labels: list[int] = []
     word_index: list[int] = []
@@ -116,9 +118,7 @@ def encode_examples(
             present = {w for w in word_ids if w is not None}
             if present:
                 stats.words_cut_by_truncation += len(example.tokens) - 1 - max(present)
-            stats.words_without_tokens += sum(
-                1 for w in range(max(present, default=-1) + 1) if w not in present
-            )
+            stats.words_without_tokens += sum(1 for w in range(max(present, default=-1) + 1) if w not in present)
     types = {
         "row_id": pa.string(),
         "input_ids": pa.list_(pa.int32()),
@@ -141,7 +141,9 @@ def read_metadata(path: str | Path) -> dict:
     """The pipeline metadata stored in a tokenized Parquet file's schema."""
     raw = pq.read_schema(path).metadata or {}
     if METADATA_KEY not in raw:
-        raise ValueError(f"{path}: not a tokenized file of this pipeline (no {METADATA_KEY.decode()!r} schema metadata)")
+        raise ValueError(
+            f"{path}: not a tokenized file of this pipeline (no {METADATA_KEY.decode()!r} schema metadata)"
+        )
     return json.loads(raw[METADATA_KEY])
 
 
@@ -166,7 +168,9 @@ def pad_encoded(source: str | Path, target: str | Path, *, max_seq_length: int, 
     input_ids = table.column("input_ids").to_pylist()
     lengths = [len(row) for row in input_ids]
     ids = _pad(input_ids, max_seq_length, pad_token_id, np.int32)  # (N, L)
-    mask = (np.arange(max_seq_length)[None, :] < np.asarray(lengths, dtype=np.int64)[:, None]).astype(np.int8)  # (N, L)
+    mask = (np.arange(max_seq_length)[None, :] < np.asarray(lengths, dtype=np.int64)[:, None]).astype(
+        np.int8
+    )  # (N, L)
     columns = {
         "row_id": table.column("row_id"),
         "input_ids": _fixed(ids, pa.int32()),
@@ -177,8 +181,12 @@ def pad_encoded(source: str | Path, target: str | Path, *, max_seq_length: int, 
     else:
         if metadata["kind"] == "joint":
             columns["sentence_labels"] = table.column("sentence_labels")
-        columns["labels"] = _fixed(_pad(table.column("labels").to_pylist(), max_seq_length, IGNORE_INDEX, np.int64), pa.int64())
-        columns["word_index"] = _fixed(_pad(table.column("word_index").to_pylist(), max_seq_length, -1, np.int32), pa.int32())
+        columns["labels"] = _fixed(
+            _pad(table.column("labels").to_pylist(), max_seq_length, IGNORE_INDEX, np.int64), pa.int64()
+        )
+        columns["word_index"] = _fixed(
+            _pad(table.column("word_index").to_pylist(), max_seq_length, -1, np.int32), pa.int32()
+        )
         columns["word_labels"] = table.column("word_labels")
     metadata = {**metadata, "padded_to": max_seq_length, "pad_token_id": pad_token_id}
     padded = pa.table(columns).replace_schema_metadata({METADATA_KEY: json.dumps(metadata, sort_keys=True).encode()})
@@ -203,7 +211,9 @@ class TokenizedSplit:
 
     def sentence_view(self) -> TokenizedSplit:
         """A joint split seen as a sentence task (labels = the sentence labels)."""
-        return TokenizedSplit(self.input_ids, self.attention_mask, self.sentence_labels, {**self.metadata, "kind": "sentence"})
+        return TokenizedSplit(
+            self.input_ids, self.attention_mask, self.sentence_labels, {**self.metadata, "kind": "sentence"}
+        )
 
 
 def _matrix(column: pa.ChunkedArray, dtype) -> np.ndarray:
@@ -220,9 +230,13 @@ def load_tokenized(path: str | Path) -> TokenizedSplit:
     return TokenizedSplit(
         input_ids=_matrix(table.column("input_ids"), np.int64),
         attention_mask=_matrix(table.column("attention_mask"), np.int64),
-        labels=_matrix(table.column("labels"), np.int64) if token_task else table.column("labels").to_numpy().astype(np.int64),
+        labels=_matrix(table.column("labels"), np.int64)
+        if token_task
+        else table.column("labels").to_numpy().astype(np.int64),
         metadata=metadata,
         word_index=_matrix(table.column("word_index"), np.int64) if token_task else None,
         word_labels=table.column("word_labels").to_pylist() if token_task else None,
-        sentence_labels=table.column("sentence_labels").to_numpy().astype(np.int64) if metadata["kind"] == "joint" else None,
+        sentence_labels=table.column("sentence_labels").to_numpy().astype(np.int64)
+        if metadata["kind"] == "joint"
+        else None,
     )

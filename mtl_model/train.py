@@ -6,37 +6,53 @@ per-task weight or by learned uncertainty (Kendall et al. 2018). Optional evalua
 splits every N steps keeps the best weights (early stopping). Checkpoints hold everything that
 decides what happens next (weights, optimizer, schedule, batch order, sampler, RNG states), so a run
 killed at any point and started again finishes with the same weights as one never interrupted.
+
+`TrainingRun` holds one run's whole state, a recipe in torchtune's sense: `setup`, `step`, `evaluate`,
+`finish`, and `state_dict` / `load_state_dict` as the checkpoint and the resume (the same keys both ways).
+What only watches training (log rows, logging, the progress bar) is a `TrainerCallback`.
+`train_multitask` is the short driver most callers use.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import re
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mtl_model.config import SCRATCH_LORA_TARGETS, TAGS_SUFFIX, TrainConfig
+from mtl_model.callbacks import (
+    LoggingCallback,
+    ProgressBarCallback,
+    StepFunctionCallback,
+    TrainerCallback,
+    TrainLogCallback,
+)
+from mtl_model.checkpoint import Checkpointer  # it lived here; `from mtl_model.train import Checkpointer` still works
+from mtl_model.config import TrainConfig
 from mtl_model.device import autocast_dtype
-from mtl_model.evaluate import evaluate_splits
-from mtl_model.freeze import FreezePolicy, apply_freeze_policy, count_parameters, gradual_stages, parse_freeze_policy, set_train_mode
+from mtl_model.evaluate import evaluate_splits, primary_metric
+from mtl_model.freeze import (
+    FreezePolicy,
+    apply_freeze_policy,
+    count_parameters,
+    gradual_stages,
+    parse_freeze_policy,
+    set_train_mode,
+)
 from mtl_model.lora import add_lora_adapters, merge_lora_adapters
-from mtl_model.io import atomic_path
-from mtl_model.model import MultiTaskModel
-from mtl_model.modules.scratch import ScratchEncoder
+from mtl_model.model import TAGS_SUFFIX, MultiTaskModel
+from mtl_model.modules.scratch import SCRATCH_LORA_TARGETS, ScratchEncoder
 from mtl_model.tokenization import IGNORE_INDEX, TokenizedSplit
 
 GROUP_WINDOW = 50  # batches per length-sorting window
-CHECKPOINT_RE = re.compile(r"^step-(\d{8})\.pt$")
 
 
 # ------------------------------------------------------------------------------------ batches
@@ -49,7 +65,9 @@ class BatchStream:
     are shuffled again, so batches are short and uniform yet their order stays random.
     """
 
-    def __init__(self, size: int, batch_size: int, rng: np.random.Generator, lengths: np.ndarray | None = None) -> None:
+    def __init__(
+        self, size: int, batch_size: int, rng: np.random.Generator, lengths: np.ndarray | None = None
+    ) -> None:
         if size == 0:
             raise ValueError("cannot train on an empty split")
         self.size, self.batch_size, self.rng, self.lengths = size, batch_size, rng, lengths
@@ -98,7 +116,9 @@ def sampling_probabilities(strategy: str, sizes: dict[str, int], temperature: fl
 class TaskSampler:
     """Which task(s) the next micro-step trains on."""
 
-    def __init__(self, strategy: str, sizes: dict[str, int], rng: np.random.Generator, temperature: float = 2.0) -> None:
+    def __init__(
+        self, strategy: str, sizes: dict[str, int], rng: np.random.Generator, temperature: float = 2.0
+    ) -> None:
         self.strategy, self.tasks, self.rng = strategy, list(sizes), rng
         self.probabilities = sampling_probabilities(strategy, sizes, temperature)
         self._position = 0
@@ -141,7 +161,8 @@ def task_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Cross-entropy for (B, C) vs (B,) or (B, T, C) vs (B, T), ignoring IGNORE_INDEX."""
     if logits.shape[:-1] != labels.shape:
         raise ValueError(f"logits {tuple(logits.shape)} do not match labels {tuple(labels.shape)}")
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=IGNORE_INDEX)
+    flat_logits = logits.reshape(-1, logits.shape[-1]).float()  # (N, C), N = B or B·T
+    return F.cross_entropy(flat_logits, labels.reshape(-1), ignore_index=IGNORE_INDEX)
 
 
 class UncertaintyWeights(nn.Module):
@@ -160,8 +181,11 @@ class UncertaintyWeights(nn.Module):
         return {task: float(torch.exp(-self.log_variances[i].detach())) for task, i in self.index.items()}
 
 
-def _no_decay(name: str) -> bool:
-    return name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name or ".norm" in name
+def _no_decay(parameter: nn.Parameter) -> bool:
+    """nanoGPT's rule: vectors (biases, LayerNorm weights) get no weight decay, matrices and embeddings do.
+
+    By shape, not by name: name patterns missed the scratch encoder's `final_norm.weight`."""
+    return parameter.dim() < 2
 
 
 def encoder_learning_rates(model: MultiTaskModel, config: TrainConfig) -> dict[int, float]:
@@ -186,19 +210,24 @@ def build_optimizer(
     head_lr = config.head_learning_rate or config.learning_rate
     encoder_lr = encoder_learning_rates(model, config)
     groups: dict[tuple[float, float], list[nn.Parameter]] = {}
-    named = list(model.named_parameters()) + ([(f"loss_weights.{n}", p) for n, p in extra.named_parameters()] if extra else [])
+    named = list(model.named_parameters())
+    if extra is not None:
+        named += [(f"loss_weights.{n}", p) for n, p in extra.named_parameters()]
     for name, parameter in named:
-        trains = parameter.requires_grad if include is None or name.startswith("loss_weights.") else id(parameter) in include
+        always = include is None or name.startswith("loss_weights.")
+        trains = parameter.requires_grad if always else id(parameter) in include
         if not trains:
             continue
         lr = encoder_lr[id(parameter)] if name.startswith("encoder.") else head_lr
-        decay = 0.0 if _no_decay(name) or name.startswith("loss_weights.") else config.weight_decay
+        decay = 0.0 if _no_decay(parameter) or name.startswith("loss_weights.") else config.weight_decay
         groups.setdefault((lr, decay), []).append(parameter)
     param_groups = [{"params": params, "lr": lr, "weight_decay": decay} for (lr, decay), params in groups.items()]
     return torch.optim.AdamW(param_groups)
 
 
-def linear_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+def linear_schedule(
+    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up to the peak rate, then linear decay to zero at `total_steps`."""
 
     def factor(step: int) -> float:
@@ -230,10 +259,6 @@ def total_steps(config: TrainConfig, split_sizes: dict[str, int]) -> int:
 # --------------------------------------------------------------------------------- evaluation
 
 
-def primary_metric(kind: str) -> str:
-    return "f1" if kind == "token" else "accuracy"
-
-
 def selection_value(metrics: dict[str, dict[str, float]], name: str, kinds: dict[str, str]) -> float:
     """The early-stopping value: `mean` of each task's primary metric, or `<task>.<metric>`."""
     if name == "mean":
@@ -242,42 +267,6 @@ def selection_value(metrics: dict[str, dict[str, float]], name: str, kinds: dict
     if task not in metrics or metric not in metrics[task]:
         raise ValueError(f"early_stopping_metric {name!r}: no such validation metric; have {sorted(metrics)}")
     return float(metrics[task][metric])
-
-
-# -------------------------------------------------------------------------------- checkpoints
-
-
-class Checkpointer:
-    """Atomic `step-XXXXXXXX.pt` files in one folder; only those written by the same run setup are resumed."""
-
-    def __init__(self, directory: str | Path, fingerprint: str, keep: int = 2) -> None:
-        self.directory, self.fingerprint, self.keep = Path(directory), fingerprint, keep
-
-    def files(self) -> list[Path]:
-        if not self.directory.is_dir():
-            return []
-        return sorted(p for p in self.directory.iterdir() if CHECKPOINT_RE.match(p.name))
-
-    def latest(self) -> dict | None:
-        """The newest complete checkpoint of this setup (temp files never match the name pattern)."""
-        for path in reversed(self.files()):
-            state = torch.load(path, map_location="cpu", weights_only=False)
-            if state.get("fingerprint") == self.fingerprint:
-                return state
-            print(f"ignoring checkpoint {path}: written by a different config or data", file=sys.stderr)
-        return None
-
-    def save(self, state: dict) -> Path:
-        path = self.directory / f"step-{state['step']:08d}.pt"
-        with atomic_path(path) as temp:
-            torch.save({**state, "fingerprint": self.fingerprint}, temp)
-        for old in self.files()[: -self.keep]:
-            old.unlink()
-        return path
-
-    def clear(self) -> None:
-        for path in self.files():
-            path.unlink()
 
 
 # ------------------------------------------------------------------------------------- result
@@ -337,6 +326,378 @@ def steps_per_epoch(config: TrainConfig, split_sizes: dict[str, int]) -> int:
     return total_steps(config.model_copy(update={"epochs": 1.0, "max_steps": None}), split_sizes)
 
 
+# Keys of `TrainingRun.state_dict()`, the checkpoint: `load_state_dict` accepts exactly these.
+STATE_KEYS = (
+    "step",
+    "model",
+    "optimizer",
+    "scheduler",
+    "uncertainty",
+    "scaler",
+    "rng_numpy",
+    "rng_torch",
+    "rng_cuda",
+    "streams",
+    "sampler",
+    "result",
+    "best_state",
+    "bad_evals",
+)
+RESULT_KEYS = ("seconds", "examples_seen", "losses", "log", "best_step", "best_value")  # state["result"]
+
+
+class TrainingRun:
+    """One training run: its whole state in one object and the steps that advance it (a torchtune-style recipe).
+
+    `train_multitask` drives it: `setup`, `load_state_dict` when resuming, `begin`, then `step` (and `evaluate`
+    when `eval_due`) until `done`, `finish`; `cleanup` always. `state_dict` holds everything that decides what
+    happens next, so a run resumed with `load_state_dict` ends bitwise where an uninterrupted one does.
+    Callbacks read the public attributes (`global_step`, `total_steps`, `step_losses`, `learning_rate`, ...).
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        *,
+        device: str,
+        precision: str = "fp32",
+        eval_batch_size: int = 64,
+        callbacks: Sequence[TrainerCallback] = (),
+    ) -> None:
+        self.config, self.device, self.precision, self.eval_batch_size = config, device, precision, eval_batch_size
+        self.callbacks = list(callbacks)
+        self.policy: FreezePolicy = parse_freeze_policy(config.freeze_policy)
+        self.resources = contextlib.ExitStack()  # what callbacks open for the run (a bar); closed by `cleanup`
+        self.trains = False
+        # Progress, saved in checkpoints.
+        self.global_step = 0
+        self.examples_seen = 0
+        self.losses: list[float] = []  # weighted loss per optimizer step
+        self.log: list[dict] = []  # TrainResult.log rows, written by TrainLogCallback
+        self.best_step: int | None = None
+        self.best_value: float | None = None
+        self.best_state: dict[str, torch.Tensor] | None = None  # CPU copy of the best evaluation's weights
+        self.bad_evals = 0
+        # Progress not saved: a function of the above, or only of this process.
+        self.stopped_early = False
+        self.resumed_from: int | None = None
+        self.step_losses: dict[str, float] = {}  # last step: unweighted loss per task, summed over micro-steps
+        self.eval_value: float | None = None  # last evaluation: the early-stopping value
+        self._seconds = 0.0  # training time before `begin` (of the interrupted process when resuming)
+        self._clock: float | None = None  # perf_counter() at which `seconds` was 0, while running
+        self._stage: int | None = None  # gradual unfreezing: the stage applied so far
+        self._mode_set = False  # train/eval modes are set for the current stage
+
+    # ------------------------------------------------------------------------------- setup
+
+    def setup(
+        self,
+        model: MultiTaskModel,
+        train_splits: dict[str, TokenizedSplit],
+        *,
+        loss_weights: dict[str, float] | None = None,
+        validation_splits: dict[str, TokenizedSplit] | None = None,
+    ) -> None:
+        """Prepare `model` (already on the device) and, when anything trains (`self.trains`), data and optimizer.
+
+        Torch and numpy are seeded after LoRA's adapters drew their initialisation, as they always were.
+        """
+        self.model, self.train_splits = model, train_splits
+        self._prepare_model()
+        if not self.trains:
+            return
+        torch.manual_seed(self.config.seed)
+        self.rng = np.random.default_rng(self.config.seed)  # shared by the batch streams and the task sampler
+        self._build_data()
+        self._build_optimization(loss_weights or {})
+        self.kinds = {head.name: head.kind for head in model.config.heads}
+        self.validation = {t: s for t, s in (validation_splits or {}).items() if t in train_splits}
+        if self.config.eval_every and not self.validation:
+            raise ValueError("train.eval_every is set but no task has a validation split")
+
+    def _prepare_model(self) -> None:
+        """LoRA adapters, then the freeze policy at its first stage; notes what will train at the last stage."""
+        model, policy = self.model, self.policy
+        if policy.kind == "lora":
+            lora, adapted = self.config.lora, lora_target(model)
+            scratch = sorted(SCRATCH_LORA_TARGETS) if isinstance(model.encoder, ScratchEncoder) else None
+            add_lora_adapters(
+                adapted,
+                rank=lora.rank,
+                alpha=lora.alpha,
+                dropout=lora.dropout,
+                target_modules=lora.target_modules or scratch,
+            )
+            model.to(self.device)
+        self.final_stage = gradual_stages(model) - 1 if policy.kind == "gradual" else 0
+        apply_freeze_policy(model, policy, stage=self.final_stage)
+        self.will_train = {id(p) for p in model.parameters() if p.requires_grad}  # parameter ids, for the optimizer
+        self.trainable_params, self.total_params = apply_freeze_policy(model, policy, stage=0)
+        self.trains = not policy.trains_nothing and bool(self.will_train)
+
+    def _build_data(self) -> None:
+        """A seeded batch stream per task, the task sampler, and the number of optimizer steps."""
+        config, sizes = self.config, {task: len(split) for task, split in self.train_splits.items()}
+        self.streams = {
+            task: BatchStream(
+                len(split),
+                config.batch_size,
+                self.rng,
+                split.attention_mask.sum(axis=1) if config.group_by_length else None,  # lengths (N,)
+            )
+            for task, split in self.train_splits.items()
+        }
+        self.sampler = TaskSampler(config.task_sampling, sizes, self.rng, config.sampling_temperature)
+        self.total_steps = total_steps(config, sizes)
+        self.unfreeze_every = config.unfreeze_every or steps_per_epoch(config, sizes)
+
+    def _build_optimization(self, loss_weights: dict[str, float]) -> None:
+        """Loss weights, AdamW, the linear schedule, and the fp16 gradient scaler."""
+        config, tasks = self.config, list(self.train_splits)
+        learned = config.loss_weighting == "uncertainty"
+        self.uncertainty = UncertaintyWeights(tasks).to(self.device) if learned else None
+        include = self.will_train if self.policy.kind == "gradual" else None  # later stages' parameters too
+        self.optimizer = build_optimizer(self.model, config, self.uncertainty, include=include)
+        if self.policy.kind == "gradual" and self.final_stage * self.unfreeze_every > self.total_steps - 1:
+            steps, final = self.total_steps, self.final_stage
+            reached = min(final, (steps - 1) // self.unfreeze_every)
+            warnings.warn(
+                f"gradual unfreezing: {steps} steps with one group every {self.unfreeze_every} steps unfreeze "
+                f"{reached} of {final} encoder groups; set train.unfreeze_every to at most "
+                f"{max(1, (steps - 1) // final)} to reach them all",
+                stacklevel=4,  # the caller of train_multitask
+            )
+        self.scheduler = linear_schedule(self.optimizer, int(config.warmup_ratio * self.total_steps), self.total_steps)
+        self.amp_dtype = autocast_dtype(self.precision)
+        self.scaler = torch.amp.GradScaler(self.device, enabled=self.precision == "fp16")  # fp16 grads underflow
+        self.fixed_weights = {task: 1.0 for task in tasks} | loss_weights
+
+    # ------------------------------------------------------------------ checkpoint / resume
+
+    def state_dict(self) -> dict:
+        """The checkpoint: everything that decides what happens next. `load_state_dict` reads the same keys."""
+        return {
+            "step": self.global_step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "uncertainty": self.uncertainty.state_dict() if self.uncertainty is not None else None,
+            "scaler": self.scaler.state_dict(),
+            "rng_numpy": self.rng.bit_generator.state,
+            "rng_torch": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "streams": {task: stream.state_dict() for task, stream in self.streams.items()},
+            "sampler": self.sampler.state_dict(),
+            "result": {
+                "seconds": self.seconds,
+                "examples_seen": self.examples_seen,
+                "losses": self.losses,
+                "log": self.log,
+                "best_step": self.best_step,
+                "best_value": self.best_value,
+            },
+            "best_state": self.best_state,
+            "bad_evals": self.bad_evals,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Resume from `state_dict()`'s output (after `setup`, before `begin`)."""
+        if set(state) != set(STATE_KEYS) or set(state["result"]) != set(RESULT_KEYS):
+            missing, unexpected = set(STATE_KEYS) - set(state), set(state) - set(STATE_KEYS)
+            raise ValueError(f"not a training checkpoint: missing {sorted(missing)}, unexpected {sorted(unexpected)}")
+        self.global_step = state["step"]
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.uncertainty is not None:
+            self.uncertainty.load_state_dict(state["uncertainty"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.rng.bit_generator.state = state["rng_numpy"]
+        torch.set_rng_state(state["rng_torch"])
+        if state["rng_cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng_cuda"])
+        for task, stream in self.streams.items():
+            stream.load_state_dict(state["streams"][task])
+        self.sampler.load_state_dict(state["sampler"])
+        result = state["result"]
+        self._seconds, self.examples_seen, self.losses = result["seconds"], result["examples_seen"], result["losses"]
+        self.log, self.best_step, self.best_value = result["log"], result["best_step"], result["best_value"]
+        self.best_state, self.bad_evals = state["best_state"], state["bad_evals"]
+        self.resumed_from = self.global_step
+        if self.policy.kind == "gradual":  # the checkpoint's stage; its unfreezing row is already in the log
+            self._stage = self._stage_at(self.global_step)
+            self.trainable_params, _ = apply_freeze_policy(self.model, self.policy, stage=self._stage)
+
+    # -------------------------------------------------------------------------- training
+
+    @property
+    def seconds(self) -> float:
+        """Training time so far, including that of the process a resumed run was interrupted in."""
+        return self._seconds if self._clock is None else time.perf_counter() - self._clock
+
+    @property
+    def learning_rate(self) -> float:
+        """The first parameter group's current rate (the encoder's top layer, or the heads')."""
+        return self.scheduler.get_last_lr()[0]
+
+    @property
+    def done(self) -> bool:
+        return self.global_step >= self.total_steps or self.stopped_early
+
+    @property
+    def eval_due(self) -> bool:
+        """Evaluate every `eval_every` steps and after the last one."""
+        every = self.config.eval_every
+        return bool(every) and (self.global_step % every == 0 or self.global_step == self.total_steps)
+
+    @property
+    def checkpoint_due(self) -> bool:
+        """Every `checkpoint_every` steps, unless training is over anyway (the model is saved next)."""
+        every = self.config.checkpoint_every
+        return bool(every) and self.global_step % every == 0 and not self.done
+
+    def begin(self) -> None:
+        """Start the clock (continuing a resumed run's) and tell the callbacks."""
+        self._clock = time.perf_counter() - self._seconds
+        self._fire("on_train_begin")
+
+    def step(self) -> float:
+        """One optimizer step over `gradient_accumulation_steps` micro-steps; returns its weighted loss."""
+        self._enter_stage()
+        self.optimizer.zero_grad(set_to_none=True)
+        accumulation = self.config.gradient_accumulation_steps
+        self.step_losses, weighted_total = {}, 0.0
+        for _ in range(accumulation):
+            for task in self.sampler.next_tasks():
+                losses = self._micro_step(task, accumulation)
+                if losses is None:
+                    continue
+                loss, weighted = losses
+                self.step_losses[task] = self.step_losses.get(task, 0.0) + loss
+                weighted_total += weighted / accumulation
+        if self.config.max_grad_norm is not None:
+            self.scaler.unscale_(self.optimizer)  # clip true gradients, not scaled ones
+            parameters = [p for group in self.optimizer.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(parameters, self.config.max_grad_norm)
+        self.scaler.step(self.optimizer)  # skips the step if fp16 gradients overflowed
+        self.scaler.update()
+        self.scheduler.step()
+        self.global_step += 1
+        self.losses.append(weighted_total)
+        self._fire("on_step_end", self.global_step, self.total_steps, weighted_total)
+        return weighted_total
+
+    def _stage_at(self, step: int) -> int:
+        return min(step // self.unfreeze_every, self.final_stage)
+
+    def _enter_stage(self) -> None:
+        """Gradual unfreezing's stage is a function of the step, so resuming restores it. After a new stage or an
+        evaluation the modes are set again: fully frozen modules stay in eval mode (no dropout where nothing trains).
+        """
+        if self.policy.kind == "gradual" and self._stage != self._stage_at(self.global_step):
+            self._stage = self._stage_at(self.global_step)
+            self.trainable_params, _ = apply_freeze_policy(self.model, self.policy, stage=self._stage)
+            self._fire("on_unfreeze", self.global_step, self.trainable_params)
+            self._mode_set = False
+        if not self._mode_set:
+            set_train_mode(self.model)
+            self._mode_set = True
+
+    def _micro_step(self, task: str, accumulation: int) -> tuple[float, float] | None:
+        """Forward and backward on the next batch of `task`: (loss, weighted loss), or None for a batch whose
+        labels were all truncated away (nothing to learn from it)."""
+        rows = self.streams[task].next()  # (B,) row indices
+        cpu_batch = trimmed_batch(self.train_splits[task], rows)  # input_ids, attention_mask (B, T); labels
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in cpu_batch.items()}
+        if batch["labels"].ne(IGNORE_INDEX).sum() == 0:
+            return None
+        autocast = torch.autocast(self.device, dtype=self.amp_dtype) if self.amp_dtype else contextlib.nullcontext()
+        with autocast:
+            out = self.model(batch["input_ids"], batch["attention_mask"], task=task)  # logits (B, C) or (B, T, C)
+            joint = "sentence_labels" in batch
+            tag_logits = self.model.head_logits(out, task + TAGS_SUFFIX) if joint else None  # (B, T, C_tags)
+        if tag_logits is not None:  # joint: sentence loss + token loss on the same forward pass
+            loss = task_loss(out["logits"], batch["sentence_labels"]) + task_loss(tag_logits, batch["labels"])
+        else:
+            loss = task_loss(out["logits"], batch["labels"])
+        weighted = self.uncertainty(task, loss) if self.uncertainty is not None else self.fixed_weights[task] * loss
+        self.scaler.scale(weighted / accumulation).backward()
+        self.examples_seen += int(batch["input_ids"].shape[0])  # B
+        return float(loss.detach()), float(weighted.detach())
+
+    def evaluate(self) -> dict[str, dict[str, float]]:
+        """Validation metrics per task; keeps the best weights and counts evaluations without improvement."""
+        metrics = evaluate_splits(self.model, self.validation, batch_size=self.eval_batch_size, device=self.device)
+        self.eval_value = value = selection_value(metrics, self.config.early_stopping_metric, self.kinds)
+        if self.best_value is None or value > self.best_value:
+            self.best_step, self.best_value, self.bad_evals = self.global_step, value, 0
+            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+        else:
+            self.bad_evals += 1
+            patience = self.config.early_stopping_patience
+            if patience is not None and self.bad_evals >= patience:
+                self.stopped_early = True
+        self._mode_set = False  # evaluation left the model in eval mode
+        self._fire("on_evaluate", self.global_step, metrics)
+        return metrics
+
+    def finish(self) -> TrainResult:
+        """The result. The best evaluation's weights become the model; LoRA adapters are merged into plain weights
+        (saving and consumers need no peft); the model is left in eval mode."""
+        config = self.config
+        if not self.trains:
+            self.model.eval()
+            return TrainResult(
+                trained=False,
+                steps=0,
+                freeze_policy=config.freeze_policy,
+                precision=self.precision,
+                trainable_params=self.trainable_params,
+                total_params=self.total_params,
+                seconds=0.0,
+            )
+        self._seconds, self._clock = self.seconds, None  # the clock stops
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        if self.policy.kind == "lora":
+            merge_lora_adapters(lora_target(self.model))
+            self.total_params = count_parameters(self.model)[1]
+        self.model.eval()
+        result = TrainResult(
+            trained=True,
+            steps=self.global_step,
+            freeze_policy=config.freeze_policy,
+            trainable_params=self.trainable_params,
+            total_params=self.total_params,
+            seconds=self._seconds,
+            examples_seen=self.examples_seen,
+            precision=self.precision,
+            losses=self.losses,
+            log=self.log,
+            best_step=self.best_step,
+            best_value=self.best_value,
+            stopped_early=self.stopped_early,
+            resumed_from=self.resumed_from,
+            loss_weights=self.uncertainty.weights() if self.uncertainty is not None else {},
+        )
+        self._fire("on_train_end", result)
+        return result
+
+    def cleanup(self) -> None:
+        """Close what callbacks opened for the run (progress bar, log redirection), also after an error."""
+        self.resources.close()
+
+    def _fire(self, hook: str, *args: object) -> None:
+        for callback in self.callbacks:
+            getattr(callback, hook)(self, *args)
+
+
+def default_callbacks(progress: bool | None = None) -> list[TrainerCallback]:
+    """Train log rows (`TrainResult.log`), a console bar (`progress=None`: when stderr is a terminal), logging."""
+    bar = progress or (progress is None and sys.stderr.isatty())
+    return [TrainLogCallback(), *([ProgressBarCallback()] if bar else []), LoggingCallback()]
+
+
 def train_multitask(
     model: MultiTaskModel,
     train_splits: dict[str, TokenizedSplit],
@@ -350,185 +711,29 @@ def train_multitask(
     eval_batch_size: int = 64,
     on_step: Callable[[int, int, float], None] | None = None,
     progress: bool | None = None,
+    callbacks: Sequence[TrainerCallback] = (),
 ) -> TrainResult:
     """Train in place under the configured freeze policy. `model` must already be on `device`.
 
-    `progress=None` shows a console bar only when stderr is a terminal.
+    Resumes from `checkpointer`'s latest checkpoint of the same setup and saves one every
+    `checkpoint_every` steps. `callbacks` run after the default ones (`default_callbacks(progress)`);
+    `on_step(step, total, loss)` is the older form of a callback's `on_step_end`.
     """
-    policy: FreezePolicy = parse_freeze_policy(config.freeze_policy)
-    if policy.kind == "lora":
-        lora, adapted = config.lora, lora_target(model)
-        targets = lora.target_modules or (sorted(SCRATCH_LORA_TARGETS) if isinstance(model.encoder, ScratchEncoder) else None)
-        add_lora_adapters(adapted, rank=lora.rank, alpha=lora.alpha, dropout=lora.dropout, target_modules=targets)
-        model.to(device)
-    final_stage = gradual_stages(model) - 1 if policy.kind == "gradual" else 0
-    apply_freeze_policy(model, policy, stage=final_stage)
-    will_train = {id(p) for p in model.parameters() if p.requires_grad}  # at the last stage, for the optimizer
-    trainable, total = apply_freeze_policy(model, policy, stage=0)
-    if policy.trains_nothing or not will_train:
-        model.eval()
-        return TrainResult(False, 0, config.freeze_policy, trainable, total, 0.0, precision=precision)
-
-    tasks = list(train_splits)
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    streams = {
-        task: BatchStream(len(split), config.batch_size, rng, split.attention_mask.sum(axis=1) if config.group_by_length else None)
-        for task, split in train_splits.items()
-    }
-    sampler = TaskSampler(config.task_sampling, {t: len(s) for t, s in train_splits.items()}, rng, config.sampling_temperature)
-    steps = total_steps(config, {task: len(split) for task, split in train_splits.items()})
-    uncertainty = UncertaintyWeights(tasks).to(device) if config.loss_weighting == "uncertainty" else None
-    optimizer = build_optimizer(model, config, uncertainty, include=will_train if policy.kind == "gradual" else None)
-    unfreeze_every = config.unfreeze_every or steps_per_epoch(config, {task: len(split) for task, split in train_splits.items()})
-    if policy.kind == "gradual" and final_stage * unfreeze_every > steps - 1:
-        reached = min(final_stage, (steps - 1) // unfreeze_every)
-        warnings.warn(
-            f"gradual unfreezing: {steps} steps with one group every {unfreeze_every} steps unfreeze {reached} of "
-            f"{final_stage} encoder groups; set train.unfreeze_every to at most {max(1, (steps - 1) // final_stage)} to reach them all",
-            stacklevel=2,
-        )
-    scheduler = linear_schedule(optimizer, int(config.warmup_ratio * steps), steps)
-    amp_dtype = autocast_dtype(precision)
-    scaler = torch.amp.GradScaler(device, enabled=precision == "fp16")  # fp16 gradients underflow without it
-    fixed_weights = {task: 1.0 for task in tasks} | (loss_weights or {})
-    kinds = {head.name: head.kind for head in model.config.heads}
-    validation = {t: s for t, s in (validation_splits or {}).items() if t in train_splits}
-    if config.eval_every and not validation:
-        raise ValueError("train.eval_every is set but no task has a validation split")
-
-    result = TrainResult(True, steps, config.freeze_policy, trainable, total, 0.0, precision=precision)
-    stage: int | None = None  # gradual unfreezing: the stage applied so far
-    mode_set = False
-    best_state: dict[str, torch.Tensor] | None = None
-    bad_evals, step = 0, 0
-
-    def snapshot() -> dict:
-        return {
-            "step": step,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "uncertainty": uncertainty.state_dict() if uncertainty else None,
-            "scaler": scaler.state_dict(),
-            "rng_numpy": rng.bit_generator.state,
-            "rng_torch": torch.get_rng_state(),
-            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            "streams": {task: stream.state_dict() for task, stream in streams.items()},
-            "sampler": sampler.state_dict(),
-            "result": {k: getattr(result, k) for k in ("seconds", "examples_seen", "losses", "log", "best_step", "best_value")},
-            "best_state": best_state,
-            "bad_evals": bad_evals,
-        }
-
+    callbacks = [*default_callbacks(progress), *callbacks, *([StepFunctionCallback(on_step)] if on_step else [])]
+    run = TrainingRun(config, device=device, precision=precision, eval_batch_size=eval_batch_size, callbacks=callbacks)
+    run.setup(model, train_splits, loss_weights=loss_weights, validation_splits=validation_splits)
+    if not run.trains:
+        return run.finish()
     if checkpointer is not None and (saved := checkpointer.latest()) is not None:
-        step = saved["step"]
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        if uncertainty is not None:
-            uncertainty.load_state_dict(saved["uncertainty"])
-        scaler.load_state_dict(saved["scaler"])
-        rng.bit_generator.state = saved["rng_numpy"]
-        torch.set_rng_state(saved["rng_torch"])
-        if saved["rng_cuda"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(saved["rng_cuda"])
-        for task, stream in streams.items():
-            stream.load_state_dict(saved["streams"][task])
-        sampler.load_state_dict(saved["sampler"])
-        for key, value in saved["result"].items():
-            setattr(result, key, value)
-        best_state, bad_evals = saved["best_state"], saved["bad_evals"]
-        result.resumed_from = step
-        if policy.kind == "gradual":  # the stage the checkpoint was in; its unfreezing is already in the log
-            stage = min(step // unfreeze_every, final_stage)
-            result.trainable_params, _ = apply_freeze_policy(model, policy, stage=stage)
-
-    bar = None
-    if progress or (progress is None and sys.stderr.isatty()):
-        from tqdm import tqdm
-
-        bar = tqdm(total=steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
-
-    started = time.perf_counter() - result.seconds
-    while step < steps and not result.stopped_early:
-        if policy.kind == "gradual" and stage != min(step // unfreeze_every, final_stage):
-            stage = min(step // unfreeze_every, final_stage)  # a function of the step, so resuming restores it
-            result.trainable_params, _ = apply_freeze_policy(model, policy, stage=stage)
-            result.log.append({"step": step, "kind": "train", "task": "", "name": "trainable_params", "value": float(result.trainable_params)})
-            mode_set = False
-        if not mode_set:
-            set_train_mode(model)  # fully frozen modules stay in eval mode: no dropout where nothing trains
-            mode_set = True
-        optimizer.zero_grad(set_to_none=True)
-        step_losses: dict[str, float] = {}
-        weighted_total = 0.0
-        for _ in range(config.gradient_accumulation_steps):
-            for task in sampler.next_tasks():
-                batch = {k: v.to(device, non_blocking=True) for k, v in trimmed_batch(train_splits[task], streams[task].next()).items()}
-                if batch["labels"].ne(IGNORE_INDEX).sum() == 0:
-                    continue  # every label truncated away: nothing to learn from this batch
-                autocast = torch.autocast(device_type=device, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
-                with autocast:
-                    out = model(batch["input_ids"], batch["attention_mask"], task=task)
-                    tag_logits = model.head_logits(out, task + TAGS_SUFFIX) if "sentence_labels" in batch else None
-                if tag_logits is not None:  # joint: sentence loss + token loss on the same forward pass
-                    loss = task_loss(out["logits"], batch["sentence_labels"]) + task_loss(tag_logits, batch["labels"])
-                else:
-                    loss = task_loss(out["logits"], batch["labels"])
-                weighted = uncertainty(task, loss) if uncertainty is not None else fixed_weights[task] * loss
-                scaler.scale(weighted / config.gradient_accumulation_steps).backward()
-                step_losses[task] = step_losses.get(task, 0.0) + float(loss.detach())
-                weighted_total += float(weighted.detach()) / config.gradient_accumulation_steps
-                result.examples_seen += int(batch["input_ids"].shape[0])
-        if config.max_grad_norm is not None:
-            scaler.unscale_(optimizer)  # clip true gradients, not scaled ones
-            parameters = [p for group in optimizer.param_groups for p in group["params"]]
-            torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)
-        scaler.step(optimizer)  # skips the step if fp16 gradients overflowed
-        scaler.update()
-        scheduler.step()
-        step += 1
-        result.losses.append(weighted_total)
-        learning_rate = scheduler.get_last_lr()[0]
-        result.log.extend({"step": step, "kind": "train", "task": t, "name": "loss", "value": v} for t, v in step_losses.items())
-        result.log.append({"step": step, "kind": "train", "task": "", "name": "learning_rate", "value": learning_rate})
-        if bar is not None:
-            elapsed = time.perf_counter() - started
-            bar.set_postfix(loss=f"{weighted_total:.4f}", ex_per_s=f"{result.examples_seen / max(elapsed, 1e-9):.0f}")
-            bar.update(1)
-        if on_step is not None:
-            on_step(step, steps, weighted_total)
-
-        if config.eval_every and (step % config.eval_every == 0 or step == steps):
-            metrics = evaluate_splits(model, validation, batch_size=eval_batch_size, device=device)
-            value = selection_value(metrics, config.early_stopping_metric, kinds)
-            result.log.extend(
-                {"step": step, "kind": "eval", "task": t, "name": k, "value": float(v)}
-                for t, m in metrics.items() for k, v in m.items() if k != "support"
-            )
-            result.log.append({"step": step, "kind": "eval", "task": "", "name": config.early_stopping_metric, "value": value})
-            if result.best_value is None or value > result.best_value:
-                result.best_step, result.best_value, bad_evals = step, value, 0
-                best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-            else:
-                bad_evals += 1
-                if config.early_stopping_patience is not None and bad_evals >= config.early_stopping_patience:
-                    result.stopped_early = True
-            mode_set = False
-        if checkpointer is not None and config.checkpoint_every and step % config.checkpoint_every == 0 and step < steps:
-            result.seconds = time.perf_counter() - started
-            checkpointer.save(snapshot())
-    if bar is not None:
-        bar.close()
-    result.seconds = time.perf_counter() - started
-    result.steps = step
-    if uncertainty is not None:
-        result.loss_weights = uncertainty.weights()
-    if best_state is not None:
-        model.load_state_dict(best_state)  # the best evaluation's weights become the model
-    if policy.kind == "lora":
-        merge_lora_adapters(lora_target(model))  # plain weights again: saving and consumers need no peft
-        result.total_params = count_parameters(model)[1]
-    model.eval()
-    return result
+        run.load_state_dict(saved)
+    try:
+        run.begin()
+        while not run.done:
+            run.step()
+            if run.eval_due:
+                run.evaluate()
+            if checkpointer is not None and run.checkpoint_due:
+                checkpointer.save(run.state_dict())
+        return run.finish()
+    finally:
+        run.cleanup()

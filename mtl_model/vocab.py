@@ -11,7 +11,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from mtl_model.base import StrictModel
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
@@ -19,11 +21,7 @@ if TYPE_CHECKING:
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # in id order: [PAD] is 0
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
-
-
-class VocabConfig(_Strict):
+class VocabConfig(StrictModel):
     """How the vocabulary is learnt from the training texts."""
 
     kind: Literal["wordpiece", "word_level"] = "wordpiece"
@@ -47,13 +45,19 @@ def build_tokenizer(texts: Iterable[str], config: VocabConfig, *, model_max_leng
     if config.kind == "wordpiece":
         tokenizer = Tokenizer(models.WordPiece(unk_token=unk))
         trainer = trainers.WordPieceTrainer(
-            vocab_size=config.vocab_size, min_frequency=config.min_frequency, special_tokens=special, show_progress=False
+            vocab_size=config.vocab_size,
+            min_frequency=config.min_frequency,
+            special_tokens=special,
+            show_progress=False,
         )
         tokenizer.decoder = decoders.WordPiece()
     else:
         tokenizer = Tokenizer(models.WordLevel(unk_token=unk))
         trainer = trainers.WordLevelTrainer(
-            vocab_size=config.vocab_size, min_frequency=config.min_frequency, special_tokens=special, show_progress=False
+            vocab_size=config.vocab_size,
+            min_frequency=config.min_frequency,
+            special_tokens=special,
+            show_progress=False,
         )
     # Accents are stripped only when lowercasing (BERT uncased/cased behaviour).
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=config.lowercase)
@@ -75,8 +79,13 @@ def build_tokenizer(texts: Iterable[str], config: VocabConfig, *, model_max_leng
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
     )
     return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, unk_token=unk, pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
-        mask_token="[MASK]", model_max_length=model_max_length,
+        tokenizer_object=tokenizer,
+        unk_token=unk,
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=model_max_length,
     )
 
 

@@ -1,110 +1,110 @@
-"""Steps 1–2 as Prefect tasks: validate, vocab-build (scratch encoder), tokenize, pad."""
+"""Steps 1–2 as Prefect tasks: validate, build_vocab (scratch encoder), tokenize, pad."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.artifacts import create_table_artifact
 
 from mtl_model import steps
+from mtl_model.backbone import backbone_input_paths
 from mtl_model.config import TaskSpec, TokenizeConfig
-from tasks.policies import IO_TASK, backbone_inputs, content_key, recompute_if_missing
+from mtl_model.contracts import EncodedTask, TokenizedTask, ValidationReport, Vocabulary
+from tasks.policies import CacheKey, io_task
 
-@task(
-    name="validate",
-    cache_key_fn=lambda ctx, p: content_key(
-        "validate",
-        inputs=[path for files in p["files"].values() for _, path in sorted(files.items())],
-        config=[p["tasks"], p["tokenize"]],
-    ),
-    **IO_TASK,
+
+def _all_files(files: dict[str, dict[str, str]]) -> list[str]:
+    return [path for task_files in files.values() for _, path in sorted(task_files.items())]
+
+
+def _training_files(files: dict[str, dict[str, str]]) -> list[str]:
+    """Each task's training file (or its `all` file, which the training split is carved from)."""
+    return [task_files["train"] if "train" in task_files else task_files["all"] for task_files in files.values()]
+
+
+@io_task(
+    "validate",
+    key=lambda tasks, files, config: CacheKey(inputs=_all_files(files), config=[tasks, config]),
 )
-def validate_inputs(tasks: list[TaskSpec], files: dict[str, dict[str, str]], tokenize: TokenizeConfig) -> dict:
+def validate(tasks: list[TaskSpec], files: dict[str, dict[str, str]], config: TokenizeConfig) -> ValidationReport:
     """Every file of every task, checked before anything is written."""
-    reports = steps.validate_step(tasks, files, tokenize)
+    report = steps.validate(tasks, files, config)
     rows = [
-        {"task": name, **{k: v for k, v in report.items() if k != "notes"}, "notes": str(report["notes"])}
-        for name, task_reports in reports.items()
-        for report in task_reports
+        {"task": name, **file_report.model_dump(exclude={"notes"}), "notes": str(file_report.notes)}
+        for name, file_reports in report.tasks.items()
+        for file_report in file_reports
     ]
     create_table_artifact(rows, key="input-validation", description="Rows read / accepted / rejected per input file")
     for row in rows:
         get_run_logger().info(
             "%s: %d read = %d accepted + %d rejected %s",
-            row["path"], row["rows_read"], row["rows_accepted"], row["rows_rejected"], row["notes"],
+            row["path"],
+            row["rows_read"],
+            row["rows_accepted"],
+            row["rows_rejected"],
+            row["notes"],
         )
-    return reports
+    return report
 
 
-@task(
-    name="vocab-build",
-    cache_key_fn=lambda ctx, p: content_key(
-        "vocab",
-        # the training file of each task (or its `all` file, which the training split is carved from)
-        inputs=[files["train"] if "train" in files else files["all"] for files in p["files"].values()],
-        config=[p["tasks"], p["tokenize"], p["out_dir"]],
-    ),
-    **IO_TASK,
+@io_task(
+    "vocab-build",
+    key=lambda tasks, files, config, out_dir: CacheKey(inputs=_training_files(files), config=[tasks, config, out_dir]),
+    outputs=lambda out_dir, **_: [Path(out_dir) / "vocab" / "tokenizer.json"],
 )
-def vocab_task(tasks: list[TaskSpec], files: dict[str, dict[str, str]], tokenize: TokenizeConfig, out_dir: str) -> dict:
+def build_vocab(
+    tasks: list[TaskSpec], files: dict[str, dict[str, str]], config: TokenizeConfig, out_dir: str
+) -> Vocabulary:
     """Build the from-scratch encoder's vocabulary from the training splits; cached by the data's content."""
-    result = steps.vocab_step(tasks, files, tokenize, out_dir)
+    vocabulary = steps.build_vocab(tasks, files, config, out_dir)
     get_run_logger().info(
-        "%s vocabulary of %d tokens from %d training texts → %s", result["kind"], result["vocab_size"], result["texts"], result["tokenizer_dir"]
+        "%s vocabulary of %d tokens from %d training texts → %s",
+        vocabulary.kind,
+        vocabulary.vocab_size,
+        vocabulary.texts,
+        vocabulary.tokenizer_dir,
     )
-    return result
+    return vocabulary
 
 
-@task(
-    name="tokenize",
-    task_run_name="tokenize-{task.name}",
-    cache_key_fn=lambda ctx, p: content_key(
-        "tokenize",
-        inputs=[path for _, path in sorted(p["files"].items())] + backbone_inputs(p["backbone"]),
-        config=[p["task"], p["tokenize"], p["backbone"], p["out_dir"]],
+@io_task(
+    "tokenize",
+    run_name="tokenize-{task.name}",
+    key=lambda task, files, config, backbone, out_dir: CacheKey(
+        inputs=[path for _, path in sorted(files.items())] + backbone_input_paths(backbone),
+        config=[task, config, backbone, out_dir],
     ),
-    **IO_TASK,
+    outputs=lambda task, out_dir, **_: [Path(out_dir) / "encoded" / task.name],
 )
-def tokenize_task(task: TaskSpec, files: dict[str, str], tokenize: TokenizeConfig, backbone: str, out_dir: str) -> dict:
+def tokenize(
+    task: TaskSpec, files: dict[str, str], config: TokenizeConfig, backbone: str, out_dir: str
+) -> EncodedTask:
     """Read, validate and tokenize one task with the backbone's (or the built vocabulary's) fast tokenizer."""
-    result = steps.tokenize_step(task, files, tokenize, backbone, out_dir)
+    encoded = steps.tokenize(task, files, config, backbone, out_dir)
     logger = get_run_logger()
-    for split, stats in result["stats"].items():
-        logger.info("%s/%s: %d rows, %d truncated to %d tokens", task.name, split, stats["rows"], stats["truncated"], tokenize.max_seq_length)
-    return result
+    for split, stats in encoded.stats.items():
+        logger.info(
+            "%s/%s: %d rows, %d truncated to %d tokens",
+            task.name,
+            split,
+            stats.rows,
+            stats.truncated,
+            config.max_seq_length,
+        )
+    return encoded
 
 
-@task(
-    name="pad",
-    task_run_name="pad-{encoded[task]}",
-    cache_key_fn=lambda ctx, p: content_key(
-        "pad",
-        inputs=[path for _, path in sorted(p["encoded"]["encoded"].items())],
-        config=[p["max_seq_length"], p["out_dir"]],
+@io_task(
+    "pad",
+    run_name="pad-{encoded.task}",
+    key=lambda encoded, max_seq_length, out_dir: CacheKey(
+        inputs=[path for _, path in sorted(encoded.encoded.items())], config=[max_seq_length, out_dir]
     ),
-    **IO_TASK,
+    outputs=lambda encoded, out_dir, **_: [Path(out_dir) / "tokenized" / encoded.task],
 )
-def pad_task(encoded: dict, max_seq_length: int, out_dir: str) -> dict:
+def pad(encoded: EncodedTask, max_seq_length: int, out_dir: str) -> TokenizedTask:
     """Pad to max_seq_length and write the Parquet the trainer reads."""
-    result = steps.pad_step(encoded, max_seq_length, out_dir)
-    get_run_logger().info("%s: wrote %s", result["task"], ", ".join(result["files"].values()))
-    return result
-
-
-def build_vocab(tasks: list[TaskSpec], files: dict[str, dict[str, str]], tokenize: TokenizeConfig, out_dir: str) -> dict:
-    """Run (or reuse) vocab-build; recompute when tokenizer.json is gone."""
-    outputs = [Path(out_dir) / "vocab" / "tokenizer.json"]
-    return recompute_if_missing(vocab_task, outputs)(tasks, files, tokenize, out_dir)
-
-
-def tokenize_data(task: TaskSpec, files: dict[str, str], tokenize: TokenizeConfig, backbone: str, out_dir: str) -> dict:
-    """Run (or reuse) the tokenize task; recompute when its output folder is gone."""
-    outputs = [Path(out_dir) / "encoded" / task.name]
-    return recompute_if_missing(tokenize_task, outputs)(task, files, tokenize, backbone, out_dir)
-
-
-def pad_data(encoded: dict, max_seq_length: int, out_dir: str) -> dict:
-    """Run (or reuse) the pad task; recompute when its output folder is gone."""
-    outputs = [Path(out_dir) / "tokenized" / encoded["task"]]
-    return recompute_if_missing(pad_task, outputs)(encoded, max_seq_length, out_dir)
+    tokenized = steps.pad(encoded, max_seq_length, out_dir)
+    get_run_logger().info("%s: wrote %s", tokenized.task, ", ".join(tokenized.files.values()))
+    return tokenized

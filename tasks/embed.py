@@ -1,62 +1,77 @@
-"""Step 5 as Prefect tasks: plan the shards (cached by corpus and model content), check the output folder,
-embed one shard (mapped by `flows/embed.py`, so a Dask task runner spreads shards over workers), then
-write the manifest and `_SUCCESS`."""
+"""Step 5 as Prefect tasks: plan the shards (cached by corpus and model content), check the output folder, embed
+one shard (mapped, so a Dask task runner spreads shards over workers), then write the manifest and `_SUCCESS`.
+
+`embed` is the pipeline's embed step built from them; `flows/embed.py` runs the same step on its own.
+"""
 
 from __future__ import annotations
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger, unmapped
 from prefect.artifacts import create_markdown_artifact
 
 from mtl_model import steps
 from mtl_model.config import EmbedConfig
-from mtl_model.embed import EmbedPlan, finish_embedding, prepare_output, summary_of
-from tasks.policies import IO_TASK, content_key
+from mtl_model.embed import EmbeddingResult, EmbedPlan, ShardRecord, finish_embedding, prepare_output, summary_of
+from tasks.policies import CacheKey, io_task
 
 
-@task(
-    name="embed-plan",
-    cache_key_fn=lambda ctx, p: content_key(
-        # contents and paths: the plan names the files it will read, so a moved corpus must be planned again
-        "embed-plan", inputs=[p["model_dir"], p["corpus_path"]],
-        config=[p["config"], p["device"], p["out_dir"], p["model_dir"], p["corpus_path"]],
+@io_task(
+    "embed-plan",
+    # contents and paths: the plan names the files it will read, so a moved corpus must be planned again
+    key=lambda model_dir, corpus, config, device, out_dir: CacheKey(
+        inputs=[model_dir, corpus], config=[config, device, out_dir, model_dir, corpus]
     ),
-    **IO_TASK,
 )
-def plan_embed_task(model_dir: str, corpus_path: str, config: EmbedConfig, device: str, out_dir: str) -> dict:
+def plan_embedding(model_dir: str, corpus: str, config: EmbedConfig, device: str, out_dir: str) -> EmbedPlan:
     """Validate the corpus (every problem at once), fix the shard slices, decide the precision."""
-    plan = steps.embed_plan_step(model_dir, corpus_path, config, device=device, out_dir=out_dir)
+    plan = steps.plan_embedding(model_dir, corpus, config, device=device, out_dir=out_dir)
     get_run_logger().info(
         "%d rows in %d file(s) → %d shard(s); precision %s (min cosine vs fp32 on a sample: %s)",
-        sum(f["rows"] for f in plan["inputs"]), len(plan["inputs"]), len(plan["shards"]), plan["precision"],
-        plan["precision_check_cosine"],
+        sum(f.rows for f in plan.inputs),
+        len(plan.inputs),
+        len(plan.shards),
+        plan.precision,
+        plan.precision_check_cosine,
     )
     return plan
 
 
-@task(name="embed-check-output", retries=0)
-def check_output_task(plan: dict) -> dict | None:
+@io_task("embed-check-output", retries=0, persist_result=False)
+def check_output(plan: EmbedPlan) -> EmbeddingResult | None:
     """Nothing to do when the folder already holds this plan's result; else clear `_SUCCESS` and check the folder."""
-    manifest = prepare_output(EmbedPlan.from_dict(plan))
-    return None if manifest is None else summary_of(EmbedPlan.from_dict(plan), manifest, 0)
+    manifest = prepare_output(plan)
+    return None if manifest is None else summary_of(plan, manifest, 0)
 
 
-@task(name="embed-shard", task_run_name="embed-shard-{index:05d}", **{k: v for k, v in IO_TASK.items() if k != "persist_result"})
-def embed_shard_task(plan: dict, index: int, device: str) -> dict:
+@io_task("embed-shard", run_name="embed-shard-{index:05d}", persist_result=False)
+def embed_shard(plan: EmbedPlan, index: int, device: str) -> ShardRecord:
     """One shard; a finished copy already on disk is kept (so a resumed run recomputes only what is missing)."""
-    return steps.embed_shard_step(plan, index, device=device)
+    return steps.embed_shard(plan, index, device=device)
 
 
-@task(name="embed-finish", **IO_TASK)
-def finish_task(plan: dict, records: list[dict]) -> dict:
+@io_task("embed-finish")
+def finish(plan: EmbedPlan, records: list[ShardRecord]) -> EmbeddingResult:
     """`_manifest.json`, then `_SUCCESS`."""
-    embed_plan = EmbedPlan.from_dict(plan)
-    manifest = finish_embedding(embed_plan, records)
-    summary = summary_of(embed_plan, manifest, sum(r["computed"] for r in records))
+    manifest = finish_embedding(plan, records)
+    result = summary_of(plan, manifest, sum(r.computed for r in records))
     create_markdown_artifact(
-        f"Embedded **{summary['rows']}** rows into `{summary['path']}`: {summary['shards']} shard(s) "
-        f"({summary['computed_shards']} computed now), dim {summary['dimension']}, {summary['precision']}, "
-        f"{summary['truncated']} truncated.",
+        f"Embedded **{result.rows}** rows into `{result.path}`: {result.shards} shard(s) "
+        f"({result.computed_shards} computed now), dim {result.dimension}, {result.precision}, "
+        f"{result.truncated} truncated.",
         key="embeddings",
     )
-    get_run_logger().info("embedded %d rows → %s", summary["rows"], summary["path"])
-    return summary
+    get_run_logger().info("embedded %d rows → %s", result.rows, result.path)
+    return result
+
+
+def embed(model_dir: str, corpus: str, config: EmbedConfig, device: str, out_dir: str) -> EmbeddingResult:
+    """The embed step: plan → (up to date: done, or) one mapped task per shard → manifest and `_SUCCESS`.
+
+    Shards run on the calling flow's task runner (threads, or Dask workers)."""
+    plan = plan_embedding(model_dir, corpus, config, device, out_dir)
+    done = check_output(plan)
+    if done is not None:
+        get_run_logger().info("embeddings in %s are up to date: nothing to do", done.path)
+        return done
+    futures = embed_shard.map(unmapped(plan), list(range(len(plan.shards))), unmapped(device))
+    return finish(plan, [future.result() for future in futures])

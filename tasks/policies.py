@@ -8,30 +8,23 @@ again with `refresh_cache` (and its cache record is overwritten) instead of retu
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+import inspect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prefect import task
+from prefect.runtime import task_run
 from prefect.tasks import exponential_backoff
 
-from mtl_model.backbone import SCRATCH_BACKBONE, is_saved_multitask_model, is_tokenizer_dir, resolve_backbone
 from mtl_model.errors import ConfigError, DataValidationError
 from mtl_model.io import code_version, json_sha256, source_fingerprint
 
 IO_RETRIES = 2
 IO_RETRY_DELAYS = exponential_backoff(backoff_factor=2)
 NEVER_RETRIED = (DataValidationError, ConfigError, FileNotFoundError, ValueError, KeyError, TypeError)
-
-
-def backbone_inputs(backbone: str) -> list[str]:
-    """A local backbone's (or built vocabulary's) folder is hashed by content; a hub id enters the key as
-    config instead; `scratch` has no files (its vocabulary is keyed by the training data)."""
-    if backbone == SCRATCH_BACKBONE:
-        return []
-    if is_tokenizer_dir(backbone) or is_saved_multitask_model(backbone):
-        return [backbone]  # a built vocabulary, or a trained model (encoder, projection and heads)
-    resolved = resolve_backbone(backbone)
-    return [resolved] if Path(resolved).exists() else []
 
 
 def retry_unless_bad_input(task, task_run, state) -> bool:
@@ -43,15 +36,6 @@ def retry_unless_bad_input(task, task_run, state) -> bool:
     except Exception:
         return True
     return False
-
-
-# Steps that read and write files: transient I/O errors are retried with backoff, bad input never.
-IO_TASK = dict(
-    retries=IO_RETRIES,
-    retry_delay_seconds=IO_RETRY_DELAYS,
-    retry_condition_fn=retry_unless_bad_input,
-    persist_result=True,
-)
 
 
 def _jsonable(value: Any) -> Any:
@@ -66,16 +50,80 @@ def _jsonable(value: Any) -> Any:
 
 def content_key(step: str, *, inputs: Iterable[str | Path], config: Any) -> str:
     """Key = hash(step, code version, contents of `inputs`, `config`)."""
-    digest = json_sha256({
-        "step": step,
-        "code": code_version(),
-        "inputs": [source_fingerprint(path) for path in inputs],
-        "config": _jsonable(config),
-    })
+    digest = json_sha256(
+        {
+            "step": step,
+            "code": code_version(),
+            "inputs": [source_fingerprint(path) for path in inputs],
+            "config": _jsonable(config),
+        }
+    )
     return f"{step}-{digest}"
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    """What a step's cache key hashes: the files it reads (by content) and the settings it depends on."""
+
+    inputs: list[str | Path]
+    config: Any = field(default=None)
 
 
 def recompute_if_missing(prefect_task, outputs: Iterable[str | Path]):
     """The task, set to ignore (and overwrite) its cache record when any of its outputs is gone."""
     missing = any(not Path(path).exists() for path in outputs)
     return prefect_task.with_options(refresh_cache=True) if missing else prefect_task
+
+
+def folder_run_name(step: str) -> Callable[[], str]:
+    """A task run name `<step>-<output folder name>` (e.g. `train-default`, `evaluate-lora`): readable, and
+    distinct for the comparison's entries."""
+
+    def name() -> str:
+        return f"{step}-{Path(task_run.parameters['out_dir']).name}"
+
+    return name
+
+
+def io_task(
+    name: str,
+    *,
+    key: Callable[..., CacheKey] | None = None,
+    outputs: Callable[..., Iterable[str | Path]] | None = None,
+    run_name: str | Callable[[], str] | None = None,
+    retries: int = IO_RETRIES,
+    persist_result: bool = True,
+):
+    """A step as a Prefect task that reads and writes files: transient I/O errors are retried with backoff, bad
+    input never; the cache key is `key(**parameters)` hashed by `content_key`; and when any of
+    `outputs(**parameters)` is gone, the cache record is ignored and overwritten (a result is only paths, so a
+    cached one whose files were deleted would be a lie). The task run is called `run_name` (default: `name`)."""
+
+    def decorate(function: Callable[..., Any]):
+        prefect_task = task(
+            function,
+            name=name,
+            task_run_name=run_name or name,
+            cache_key_fn=(lambda context, parameters: content_key(name, **vars(key(**parameters)))) if key else None,
+            retries=retries,
+            retry_delay_seconds=IO_RETRY_DELAYS,
+            retry_condition_fn=retry_unless_bad_input,
+            persist_result=persist_result,
+        )
+        if outputs is None:
+            return prefect_task
+        signature = inspect.signature(function)
+
+        @functools.wraps(function)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            prefect_options = {
+                k: kwargs.pop(k) for k in list(kwargs) if k not in signature.parameters
+            }  # return_state…
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            return recompute_if_missing(prefect_task, outputs(**bound.arguments))(*args, **kwargs, **prefect_options)
+
+        run.task = prefect_task  # the Prefect task itself (for `.map`, `.with_options`, tests)
+        return run
+
+    return decorate

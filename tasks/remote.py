@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType, WorkerStatus
 from prefect.deployments import run_deployment
@@ -24,10 +24,11 @@ from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelling
 
 from mtl_model import remote
-from mtl_model.config import GpuMode, ModelConfig, RemoteTrainingConfig, TrainConfig
+from mtl_model.config import GpuMode, RemoteTrainingConfig
+from mtl_model.contracts import TrainedModel, TrainRequest
 from mtl_model.errors import ConfigError
-from tasks.model import train_model
-from tasks.policies import backbone_inputs, content_key, recompute_if_missing
+from tasks.model import MODEL_FILE, train
+from tasks.policies import CacheKey, io_task
 
 NOT_STARTED = {StateType.SCHEDULED}  # includes `Late`: nobody has picked the run up
 FINAL = {StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED, StateType.CRASHED}
@@ -57,17 +58,31 @@ def _what_is_missing(client: Any, settings: RemoteTrainingConfig) -> tuple[str |
         client.read_work_pool(pool)
     except ObjectNotFound:
         return f"work pool {pool!r} does not exist", []
-    online = sorted(w.name for w in client.read_workers_for_work_pool(work_pool_name=pool) if w.status == WorkerStatus.ONLINE)
+    online = sorted(
+        w.name for w in client.read_workers_for_work_pool(work_pool_name=pool) if w.status == WorkerStatus.ONLINE
+    )
     if not online:
         return f"work pool {pool!r} has no ONLINE worker", []
     try:
         deployment = client.read_deployment_by_name(settings.deployment)
     except ObjectNotFound:
-        return f"work pool {pool!r} is online but deployment {settings.deployment!r} does not exist (run `prefect deploy --all`)", online
+        return (
+            f"work pool {pool!r} is online but deployment {settings.deployment!r} does not exist "
+            "(run `prefect deploy --all`)",
+            online,
+        )
     if deployment.work_pool_name != pool:
-        return f"deployment {settings.deployment!r} runs on work pool {deployment.work_pool_name!r}, not {pool!r} (remote_training.work_pool)", online
+        return (
+            f"deployment {settings.deployment!r} runs on work pool {deployment.work_pool_name!r}, not {pool!r} "
+            "(remote_training.work_pool)",
+            online,
+        )
     if not settings.shared_dir:
-        return f"work pool {pool!r} is online but remote_training.shared_dir is not set (data and model travel through it)", online
+        return (
+            f"work pool {pool!r} is online but remote_training.shared_dir is not set "
+            "(data and model travel through it)",
+            online,
+        )
     return None, online
 
 
@@ -111,86 +126,95 @@ def _cancel(client: Any, flow_run_id, message: str, poll_s: float):
     return _wait(client, flow_run_id, until=FINAL, timeout_s=CANCEL_WAIT_S, poll_s=poll_s)
 
 
-@task(
-    name="train-remote",
-    cache_key_fn=lambda ctx, p: content_key(
-        "train-remote",
-        inputs=[t["files"]["train"] for t in p["tokenized"]] + backbone_inputs(p["model_config"].backbone),
-        config=[p["model_config"], p["train_config"], p["max_seq_length"], p["loss_weights"], p["out_dir"],
-                p["settings"].work_pool, p["settings"].deployment],
+@io_task(
+    "train-remote",
+    key=lambda request, out_dir, settings: CacheKey(
+        inputs=request.input_paths(), config=[request, out_dir, settings.work_pool, settings.deployment]
     ),
-    persist_result=True,
+    outputs=lambda out_dir, **_: [Path(out_dir) / MODEL_FILE],
+    retries=0,
 )
-def train_remote_task(
-    tokenized: list[dict],
-    model_config: ModelConfig,
-    train_config: TrainConfig,
-    max_seq_length: int,
-    loss_weights: dict[str, float],
-    out_dir: str,
-    settings: RemoteTrainingConfig,
-) -> dict:
+def train_remote(request: TrainRequest, out_dir: str, settings: RemoteTrainingConfig) -> TrainedModel:
     """Run the training deployment on the GPU pool and bring its model into `<out>/model`. Not retried: a
     failed remote training is reported as it is."""
     logger = get_run_logger()
-    job, job_dir = remote.stage_training_job(
-        tokenized, model_config, train_config, max_seq_length=max_seq_length, loss_weights=loss_weights,
-        shared_dir=os.path.abspath(os.path.expanduser(settings.shared_dir)),  # not resolve(): keep the path the worker sees
+    staged, job_dir = remote.stage_training_job(
+        request,
+        shared_dir=os.path.abspath(os.path.expanduser(settings.shared_dir)),  # not resolve(): the worker's path
     )
-    remote_out = job_dir / "runs" / uuid.uuid4().hex[:12]  # one folder per attempt: concurrent or orphaned runs never share
+    remote_out = (
+        job_dir / "runs" / uuid.uuid4().hex[:12]
+    )  # one folder per attempt: concurrent or orphaned runs never share
     flow_run = run_deployment(
-        settings.deployment, parameters={"job": job.model_dump(mode="json"), "out": str(remote_out), "device": "auto"},
+        settings.deployment,
+        parameters={"request": staged.model_dump(mode="json"), "out": str(remote_out), "device": "auto"},
         timeout=0,
     )
-    logger.info("training flow run %r submitted to work pool %r (job folder %s)", flow_run.name, settings.work_pool, job_dir)
+    logger.info(
+        "training flow run %r submitted to work pool %r (job folder %s)", flow_run.name, settings.work_pool, job_dir
+    )
     with get_client(sync_client=True) as client:
-        started = _wait(client, flow_run.id, until=set(StateType) - NOT_STARTED, timeout_s=settings.start_timeout_s, poll_s=settings.poll_interval_s)
+        started = _wait(
+            client,
+            flow_run.id,
+            until=set(StateType) - NOT_STARTED,
+            timeout_s=settings.start_timeout_s,
+            poll_s=settings.poll_interval_s,
+        )
         if started.state is None or started.state.type in NOT_STARTED:
-            cancelled = _cancel(client, flow_run.id, "no GPU worker started it within remote_training.start_timeout_s", settings.poll_interval_s)
+            cancelled = _cancel(
+                client,
+                flow_run.id,
+                "no GPU worker started it within remote_training.start_timeout_s",
+                settings.poll_interval_s,
+            )
             if cancelled.state.type != StateType.COMPLETED:  # (a worker may have taken and finished it meanwhile)
                 raise RemoteRunNotStarted(
-                    f"training flow run {flow_run.name!r} stayed {started.state.name if started.state else 'unscheduled'} for "
+                    f"training flow run {flow_run.name!r} stayed "
+                    f"{started.state.name if started.state else 'unscheduled'} for "
                     f"{settings.start_timeout_s:g}s (remote_training.start_timeout_s) and was cancelled"
                 )
-        logger.info("training flow run %r is %s on work pool %r", flow_run.name, started.state.name, settings.work_pool)
-        final = _wait(client, flow_run.id, until=FINAL, timeout_s=settings.run_timeout_s, poll_s=settings.poll_interval_s)
+        logger.info(
+            "training flow run %r is %s on work pool %r", flow_run.name, started.state.name, settings.work_pool
+        )
+        final = _wait(
+            client, flow_run.id, until=FINAL, timeout_s=settings.run_timeout_s, poll_s=settings.poll_interval_s
+        )
         if final.state.type not in FINAL:
             _cancel(client, flow_run.id, "remote_training.run_timeout_s passed", settings.poll_interval_s)
-            raise TimeoutError(f"training flow run {flow_run.name!r} ran past remote_training.run_timeout_s "
-                               f"({settings.run_timeout_s:g}s) and was cancelled")
+            raise TimeoutError(
+                f"training flow run {flow_run.name!r} ran past remote_training.run_timeout_s "
+                f"({settings.run_timeout_s:g}s) and was cancelled"
+            )
     if final.state.type != StateType.COMPLETED:
-        raise RuntimeError(f"training flow run {flow_run.name!r} on work pool {settings.work_pool!r} ended "
-                           f"{final.state.name}: {final.state.message}")
-    result = remote.collect_training_output(remote_out, out_dir)
-    worker = result["worker"]
-    logger.info("trained on %s (pid %s, device %s) by flow run %r; model copied to %s",
-                worker.get("hostname"), worker.get("pid"), worker.get("device"), flow_run.name, result["model_dir"])
-    return result
+        raise RuntimeError(
+            f"training flow run {flow_run.name!r} on work pool {settings.work_pool!r} ended "
+            f"{final.state.name}: {final.state.message}"
+        )
+    trained = remote.collect_training_output(remote_out, out_dir)
+    worker = trained.worker or {}
+    logger.info(
+        "trained on %s (pid %s, device %s) by flow run %r; model copied to %s",
+        worker.get("hostname"),
+        worker.get("pid"),
+        worker.get("device"),
+        flow_run.name,
+        trained.model_dir,
+    )
+    return trained
 
 
 def train_on_best_worker(
-    *,
-    gpu: GpuMode,
-    settings: RemoteTrainingConfig,
-    tokenized: list[dict],
-    model_config: ModelConfig,
-    train_config: TrainConfig,
-    max_seq_length: int,
-    loss_weights: dict[str, float],
-    device: str,
-    precision: str,
-    out_dir: str,
-) -> dict:
+    request: TrainRequest, *, device: str, precision: str, out_dir: str, gpu: GpuMode, settings: RemoteTrainingConfig
+) -> TrainedModel:
     """The pipeline's train step: on a GPU worker when `choose_training_target` says so, else in-process on
-    `device` (decided at the entry point). Same arguments and result as `tasks.model.train_model`."""
+    `device` (decided at the entry point). Same arguments and result as `tasks.model.train`."""
     logger = get_run_logger()
     with get_client(sync_client=True) as client:
         target = choose_training_target(client, settings, gpu)
     if target.remote:
         logger.info("training on a GPU worker: %s; deployment %r", target.reason, settings.deployment)
-        state = recompute_if_missing(train_remote_task, [Path(out_dir) / "model" / "mtl_model.json"])(
-            tokenized, model_config, train_config, max_seq_length, loss_weights, out_dir, settings, return_state=True,
-        )
+        state = train_remote(request, out_dir, settings, return_state=True)
         try:
             return state.result()
         except RemoteRunNotStarted as exc:
@@ -199,5 +223,7 @@ def train_on_best_worker(
             logger.warning("%s; training in-process on %s instead", exc, device)
     else:
         logger.info("training in-process on %s (%s): %s", device, precision, target.reason)
-    Path(out_dir, remote.WORKER_RECORD).unlink(missing_ok=True)  # an earlier remote run's record would name the wrong trainer
-    return train_model(tokenized, model_config, train_config, max_seq_length, loss_weights, device, precision, out_dir)
+    Path(out_dir, remote.WORKER_RECORD).unlink(
+        missing_ok=True
+    )  # an earlier remote run's record names the wrong trainer
+    return train(request, device, precision, out_dir)

@@ -47,8 +47,15 @@ def model_dir(tmp_path_factory, tiny_backbone) -> Path:
     from mtl_model.model import HeadSpec, build_model
 
     torch.manual_seed(0)
-    model = build_model(backbone=str(tiny_backbone), heads=[HeadSpec(name="t", kind="sentence", labels=["a", "b"])],
-                        pooling="mean", projection_dim=16, normalize=True, head_dropout=0.0, max_seq_length=24).eval()
+    model = build_model(
+        backbone=str(tiny_backbone),
+        heads=[HeadSpec(name="t", kind="sentence", labels=["a", "b"])],
+        pooling="mean",
+        projection_dim=16,
+        normalize=True,
+        head_dropout=0.0,
+        max_seq_length=24,
+    ).eval()
     target = tmp_path_factory.mktemp("embed-model") / "model"
     model.save(target, AutoTokenizer.from_pretrained(tiny_backbone))
     return target

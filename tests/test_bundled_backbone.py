@@ -23,7 +23,9 @@ def test_bundled_weights_match_the_official_sha256():
 
 def test_offline_hub_id_fails_with_a_clear_message(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ConfigError, match=r"(?s)cannot load a tokenizer from 'no-such-org/no-such-model'.*Offline, use a local folder"):
+    with pytest.raises(
+        ConfigError, match=r"(?s)cannot load a tokenizer from 'no-such-org/no-such-model'.*Offline, use a local folder"
+    ):
         load_tokenizer("no-such-org/no-such-model")
 
 
@@ -32,8 +34,15 @@ def test_untrained_model_embeds_like_sentence_transformers():
     from sentence_transformers import SentenceTransformer
 
     path = resolve_backbone("bundled:all-MiniLM-L6-v2")
-    ours = build_model(backbone="bundled:all-MiniLM-L6-v2", heads=[HeadSpec(name="s", kind="sentence", labels=["a", "b"])],
-                       pooling="mean", projection_dim=None, normalize=True, head_dropout=0.0, max_seq_length=256).eval()
+    ours = build_model(
+        backbone="bundled:all-MiniLM-L6-v2",
+        heads=[HeadSpec(name="s", kind="sentence", labels=["a", "b"])],
+        pooling="mean",
+        projection_dim=None,
+        normalize=True,
+        head_dropout=0.0,
+        max_seq_length=256,
+    ).eval()
     tokenizer = load_tokenizer("bundled:all-MiniLM-L6-v2")
     texts = ["A man is eating food.", "Someone is having a meal.", "The stock market fell sharply on Monday."]
     batch = tokenizer(texts, padding=True, return_tensors="pt")

@@ -20,9 +20,14 @@ def load_flow(entrypoint: str):
 
 # What the pipeline passes to the training deployment at run time (it has no defaults of its own).
 TRAIN_RUN_PARAMETERS = {
-    "job": {
-        "tokenized": [{"task": "topic", "kind": "sentence", "labels": ["a", "b"], "files": {"train": "/shared/t/train.parquet"}}],
-        "model": {}, "train": {"max_steps": 5}, "max_seq_length": 64, "loss_weights": {"topic": 1.0},
+    "request": {
+        "tokenized": [
+            {"task": "topic", "kind": "sentence", "labels": ["a", "b"], "files": {"train": "/shared/t/train.parquet"}}
+        ],
+        "model": {},
+        "train": {"max_steps": 5},
+        "max_seq_length": 64,
+        "loss_weights": {"topic": 1.0},
     },
     "out": "/shared/mtl-jobs/k/train",
 }
@@ -32,7 +37,13 @@ def test_every_deployment_imports_and_its_parameters_validate():
     from prefect.flows import Flow
 
     deployments = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())["deployments"]
-    assert {d["name"] for d in deployments} == {"pipeline-default", "train-gpu", "train-gpu-docker", "compare-freeze", "embed"}
+    assert {d["name"] for d in deployments} == {
+        "pipeline-default",
+        "train-gpu",
+        "train-gpu-docker",
+        "compare-freeze",
+        "embed",
+    }
     for deployment in deployments:
         flow = load_flow(deployment["entrypoint"])
         assert isinstance(flow, Flow)
@@ -41,7 +52,7 @@ def test_every_deployment_imports_and_its_parameters_validate():
         validated = flow.validate_parameters({**at_run_time, **parameters})
         assert set(validated) <= set(flow.parameters.properties)
         assert set(flow.parameters.required or []) <= set(parameters) | set(at_run_time), deployment["name"]
-        config = parameters.get("config_path")
+        config = parameters.get("options", {}).get("config_path")
         assert config is None or (REPO_ROOT / config).is_file()
 
 
@@ -51,31 +62,42 @@ def test_bad_parameter_values_are_rejected_by_the_flow_signatures():
     pipeline = load_flow("flows/pipeline.py:pipeline")
     for bad in ({"device": "gpu0"}, {"gpu": "maybe"}, {"freeze_policy": "frozen"}, {"overrides": ["max_steps=5"]}):
         with pytest.raises(ParameterTypeError):
-            pipeline.validate_parameters(bad)
-    assert pipeline.validate_parameters({"freeze_policy": "head:ner,head:topic", "overrides": ["train.max_steps=5"]})["gpu"] == "auto"
+            pipeline.validate_parameters({"options": bad})
+    good = {"freeze_policy": "head:ner,head:topic", "overrides": ["train.max_steps=5"]}
+    assert pipeline.validate_parameters({"options": good})["options"].gpu == "auto"
     compare = load_flow("flows/compare_freeze.py:compare_freeze")
     with pytest.raises(ParameterTypeError):
-        compare.validate_parameters({"policies": ["none|model.backbone=x"]})
+        compare.validate_parameters({"options": {"policies": ["none|model.backbone=x"]}})
     train = load_flow("flows/train.py:train")
     with pytest.raises(ParameterTypeError):
-        train.validate_parameters({**TRAIN_RUN_PARAMETERS, "job": {**TRAIN_RUN_PARAMETERS["job"], "tokenized": []}})
+        train.validate_parameters(
+            {**TRAIN_RUN_PARAMETERS, "request": {**TRAIN_RUN_PARAMETERS["request"], "tokenized": []}}
+        )
 
 
 def test_the_nightly_pipeline_and_the_gpu_pools():
     deployments = {d["name"]: d for d in yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())["deployments"]}
     nightly = deployments["pipeline-default"]
     assert nightly["schedules"] == [{"cron": "0 2 * * *", "timezone": "UTC", "active": True}]
-    assert nightly["parameters"]["config_path"] == "data/configs/default.yaml"
-    assert deployments["train-gpu"]["work_pool"]["name"] == "gpu"  # RemoteTrainingConfig's default pool and deployment:
+    assert nightly["parameters"]["options"]["config_path"] == "data/configs/default.yaml"
+    assert (
+        deployments["train-gpu"]["work_pool"]["name"] == "gpu"
+    )  # RemoteTrainingConfig's default pool and deployment:
     from mtl_model.config import RemoteTrainingConfig
 
     assert RemoteTrainingConfig().work_pool == "gpu" and RemoteTrainingConfig().deployment == "mtl-train/train-gpu"
     docker = deployments["train-gpu-docker"]["work_pool"]["job_variables"]
-    assert docker["container_create_kwargs"]["device_requests"] == [{"driver": "nvidia", "count": -1, "capabilities": [["gpu"]]}]
+    assert docker["container_create_kwargs"]["device_requests"] == [
+        {"driver": "nvidia", "count": -1, "capabilities": [["gpu"]]}
+    ]
 
 
 def test_lock_pins_torch_and_the_prefect_fastapi_pair():
-    lock = dict(line.split("==") for line in (REPO_ROOT / "requirements.lock").read_text().splitlines() if "==" in line and not line.startswith("#"))
+    lock = dict(
+        line.split("==")
+        for line in (REPO_ROOT / "requirements.lock").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    )
     assert lock["torch"] == "2.13.0"
     assert lock["prefect"].startswith("3.8.")
     major, minor = (int(x) for x in lock["fastapi"].split(".")[:2])

@@ -28,6 +28,7 @@ HADOLINT_CONFIG = REPO_ROOT / ".hadolint.yaml"
 
 # --- reading the files ---------------------------------------------------------------------------------------
 
+
 def instructions(text: str) -> list[tuple[str, str]]:
     """(KEYWORD, arguments) per instruction, continuation lines joined, comments dropped (as Docker does)."""
     result, pending = [], ""
@@ -103,6 +104,7 @@ def parsed():
 
 # --- .dockerignore, with Docker's matching rules -----------------------------------------------------------------
 
+
 def _pattern_regex(pattern: str) -> re.Pattern:
     """Docker's .dockerignore syntax (Go filepath.Match plus `**`): `*` and `?` stay within one path segment,
     `**` spans any number of them, patterns are anchored at the context root."""
@@ -118,7 +120,7 @@ def _pattern_regex(pattern: str) -> re.Pattern:
             out, i = out + "[^/]", i + 1
         elif pattern[i] == "[":
             end = pattern.index("]", i + 1)
-            body = pattern[i + 1:end]
+            body = pattern[i + 1 : end]
             out, i = out + "[" + ("^" + body[1:] if body.startswith(("!", "^")) else body) + "]", end + 1
         elif pattern[i] == "\\" and i + 1 < len(pattern):
             out, i = out + re.escape(pattern[i + 1]), i + 2
@@ -156,16 +158,23 @@ def context_files(source: str) -> list[str]:
     if path.is_file():
         return [source.rstrip("/")]
     try:
-        listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z", "--", source],
-                                cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
+        listed = subprocess.run(
+            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z", "--", source],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         files = [name for name in listed.split("\0") if name]
     except (OSError, subprocess.CalledProcessError):
-        files = [str(p.relative_to(REPO_ROOT)) for p in path.rglob("*")
-                 if p.is_file() and "__pycache__" not in p.parts]
+        files = [
+            str(p.relative_to(REPO_ROOT)) for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+        ]
     return files
 
 
 # --- tests ---------------------------------------------------------------------------------------------------------
+
 
 def hadolint_binary() -> str:
     found = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
@@ -179,8 +188,13 @@ def hadolint_binary() -> str:
 
 def hadolint(path: Path) -> subprocess.CompletedProcess:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("HADOLINT_")}
-    return subprocess.run([hadolint_binary(), "--no-color", "--config", str(HADOLINT_CONFIG), str(path)],
-                          capture_output=True, text=True, env=environment, timeout=60)
+    return subprocess.run(
+        [hadolint_binary(), "--no-color", "--config", str(HADOLINT_CONFIG), str(path)],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=60,
+    )
 
 
 def test_hadolint_passes_on_the_dockerfile():
@@ -213,7 +227,9 @@ def test_base_image_is_pytorch_cuda_runtime_with_the_locks_torch(parsed):
     assert repository == "pytorch/pytorch", image
     match = re.fullmatch(r"(\d+\.\d+\.\d+)-cuda(\d+\.\d+)-cudnn(\d+)-runtime", tag)
     assert match, f"{image}: expected PyTorch's <torch>-cuda<X.Y>-cudnn<N>-runtime tag"
-    assert match.group(1) == lock_pins()["torch"], f"{image} has torch {match.group(1)}, the lock pins {lock_pins()['torch']}"
+    assert match.group(1) == lock_pins()["torch"], (
+        f"{image} has torch {match.group(1)}, the lock pins {lock_pins()['torch']}"
+    )
 
 
 def test_every_copy_source_exists_and_is_in_the_build_context(parsed):
@@ -230,10 +246,21 @@ def test_every_copy_source_exists_and_is_in_the_build_context(parsed):
 
 def test_dockerignore_keeps_out_history_environments_outputs_and_caches():
     rules = dockerignore_rules()
-    for path in [".git/HEAD", ".venv/bin/python", "runs/default/model/model.safetensors", ".carry/data.tar",
-                 ".whl/torch-2.13.0-cp311-cp311-linux_x86_64.whl", "mtl_pipeline.egg-info/PKG-INFO",
-                 "mtl_model/__pycache__/model.cpython-311.pyc", "tasks/__pycache__/data.cpython-312.pyc",
-                 ".pytest_cache/README.md", "tests/test_model.py", "benchmarks/README.md", "docs/CONSUMING.md", ".env"]:
+    for path in [
+        ".git/HEAD",
+        ".venv/bin/python",
+        "runs/default/model/model.safetensors",
+        ".carry/data.tar",
+        ".whl/torch-2.13.0-cp311-cp311-linux_x86_64.whl",
+        "mtl_pipeline.egg-info/PKG-INFO",
+        "mtl_model/__pycache__/model.cpython-311.pyc",
+        "tasks/__pycache__/data.cpython-312.pyc",
+        ".pytest_cache/README.md",
+        "tests/test_model.py",
+        "benchmarks/README.md",
+        "docs/CONSUMING.md",
+        ".env",
+    ]:
         assert excluded(path, rules), f"{path} would be sent to the Docker daemon"
     for path in ["mtl_model/model.py", "data/configs/default.yaml", "data/sample/corpus.csv", "requirements.lock"]:
         assert not excluded(path, rules), path
@@ -262,7 +289,8 @@ def test_install_is_the_lock_that_make_run_and_make_test_install(parsed):
     commands = run_commands(parsed)
     pip_installs = [command for command in commands if " pip install " in f" {command}"]
     assert pip_installs == [lock_install[0], project_install[0]], (
-        f"the Dockerfile's installs {pip_installs} differ from `make setup`'s {lock_install + project_install}")
+        f"the Dockerfile's installs {pip_installs} differ from `make setup`'s {lock_install + project_install}"
+    )
     # The lock is copied in before it is installed (and before the code, so code changes keep that layer).
     order = [(keyword, arguments) for keyword, arguments in parsed if keyword in ("COPY", "RUN")]
     first_copy = next(i for i, (k, a) in enumerate(order) if k == "COPY")
@@ -275,12 +303,15 @@ def test_the_bundled_model_is_baked_in_and_verified_at_build(parsed):
 
     backbone = yaml.safe_load((REPO_ROOT / "data/configs/default.yaml").read_text())["model"]["backbone"]
     assert backbone.startswith(BUNDLED_PREFIX), backbone
-    package, _sha256 = BUNDLED_MODELS[backbone[len(BUNDLED_PREFIX):]]
+    package, _sha256 = BUNDLED_MODELS[backbone[len(BUNDLED_PREFIX) :]]
     assert package.replace("_", "-") in lock_pins()  # installing the lock installs the weights
     checks = [command for command in run_commands(parsed) if "resolve_backbone(" in command]
     assert any(re.search(rf"resolve_backbone\(['\"]{re.escape(backbone)}['\"]\)", check) for check in checks), (
-        f"no build step loads the default config's backbone {backbone}")
-    assert any("torch.version.cuda" in command for command in run_commands(parsed)), "no check that torch is a CUDA build"
+        f"no build step loads the default config's backbone {backbone}"
+    )
+    assert any("torch.version.cuda" in command for command in run_commands(parsed)), (
+        "no check that torch is a CUDA build"
+    )
 
 
 def test_runs_as_a_non_root_user_created_in_the_image_before_cmd(parsed):

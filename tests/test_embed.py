@@ -18,14 +18,22 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import mtl_model.embed as embed_module
+import mtl_model.embed.inference as embed_inference
+from mtl_model import steps
 from mtl_model.config import EmbedConfig
 from mtl_model.embed import (
-    MANIFEST, SUCCESS_MARKER, EmbedPlan, choose_precision, embed_corpus, embed_texts, min_cosine, rows_in_range,
+    MANIFEST,
+    SUCCESS_MARKER,
+    EmbeddingResult,
+    EmbedPlan,
+    choose_precision,
+    embed_texts,
+    min_cosine,
+    rows_in_range,
+    run_embedding,
 )
 from mtl_model.errors import DataValidationError
 from mtl_model.model import HeadSpec, MultiTaskModel, build_model
-from mtl_model.steps import embed_plan_step, embed_step
 from tests.conftest import REPO_ROOT, SAMPLE_DIR
 
 WORDS = "the quick brown fox jumps over a lazy dog while markets rally and the home team wins again".split()
@@ -45,11 +53,13 @@ def make_corpus(path: Path, rows: int, seed: int = 0, start: int = 0) -> pd.Data
     return frame
 
 
-CONFIG = EmbedConfig(id_column="doc_id", text_column="body", rows_per_shard=50, sort_window=16, batch_size=8, precision="fp32")
+CONFIG = EmbedConfig(
+    id_column="doc_id", text_column="body", rows_per_shard=50, sort_window=16, batch_size=8, precision="fp32"
+)
 
 
-def run(model_dir: Path, corpus: Path | str, out: Path, config: EmbedConfig = CONFIG) -> dict:
-    return embed_step(str(model_dir), str(corpus), config, device="cpu", out_dir=str(out))
+def run(model_dir: Path, corpus: Path | str, out: Path, config: EmbedConfig = CONFIG) -> EmbeddingResult:
+    return steps.embed(str(model_dir), str(corpus), config, device="cpu", out_dir=str(out))
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
@@ -60,8 +70,10 @@ def test_output_contract_ids_in_order_manifest_and_success_last(model_dir, tmp_p
     frame = make_corpus(tmp_path / "corpus.parquet", 173)
     summary = run(model_dir, tmp_path / "corpus.parquet", tmp_path / "out")
     out = tmp_path / "out" / "embeddings"
-    assert (summary["rows"], summary["shards"], summary["computed_shards"]) == (173, 4, 4)
-    assert sorted(p.name for p in out.iterdir()) == sorted([MANIFEST, SUCCESS_MARKER]) + [f"part-{i:05d}.parquet" for i in range(4)]
+    assert (summary.rows, summary.shards, summary.computed_shards) == (173, 4, 4)
+    assert sorted(p.name for p in out.iterdir()) == sorted([MANIFEST, SUCCESS_MARKER]) + [
+        f"part-{i:05d}.parquet" for i in range(4)
+    ]
     table = pq.read_table(out)
     assert table.column("doc_id").to_pylist() == frame["doc_id"].tolist()  # same ids, same order, no duplicates
     assert table.schema.field("doc_id").type == pa.int64()  # the input's type, unchanged
@@ -71,15 +83,23 @@ def test_output_contract_ids_in_order_manifest_and_success_last(model_dir, tmp_p
     assert manifest["inputs"][0]["rows"] == 173 and len(manifest["model_fingerprint"]) == 16
     meta = json.loads(pq.read_schema(out / "part-00003.parquet").metadata[b"mtl.embedding"])
     assert {k: meta[k] for k in ("dimension", "pooling", "normalized", "max_seq_length")} == {
-        "dimension": 16, "pooling": "mean", "normalized": True, "max_seq_length": 24}
+        "dimension": 16,
+        "pooling": "mean",
+        "normalized": True,
+        "max_seq_length": 24,
+    }
     assert manifest["truncated"] == sum(s["truncated"] for s in manifest["shards"]) > 0
-    assert (out / SUCCESS_MARKER).stat().st_mtime_ns >= max((out / s["file"]).stat().st_mtime_ns for s in manifest["shards"])
+    assert (out / SUCCESS_MARKER).stat().st_mtime_ns >= max(
+        (out / s["file"]).stat().st_mtime_ns for s in manifest["shards"]
+    )
 
 
 def test_sorted_mixed_length_batches_equal_one_text_at_a_time(model_dir):
     model, tokenizer = MultiTaskModel.load(model_dir)
     rng = np.random.default_rng(5)
-    texts = [" ".join(rng.choice(WORDS, size=int(rng.integers(1, 41)))) for _ in range(23)]  # 1–40 words, some cut at 24 tokens
+    texts = [
+        " ".join(rng.choice(WORDS, size=int(rng.integers(1, 41)))) for _ in range(23)
+    ]  # 1–40 words, some cut at 24 tokens
     batched, _ = embed_texts(model, tokenizer, texts, batch_size=8, device="cpu")
     single = np.concatenate([embed_texts(model, tokenizer, [t], batch_size=1, device="cpu")[0] for t in texts])
     np.testing.assert_allclose(batched, single, atol=1e-5, rtol=0)
@@ -103,8 +123,10 @@ def test_every_format_and_a_folder_give_the_same_embeddings(model_dir, tmp_path)
     make_corpus(folder / "b.parquet", 70, seed=2, start=30)
     summary = run(model_dir, folder, tmp_path / "o-folder")
     manifest = json.loads((tmp_path / "o-folder" / "embeddings" / MANIFEST).read_text())
-    assert [s["rows"] for s in manifest["shards"]] == [30, 50, 20] and summary["rows"] == 100  # shards never span files
-    assert pq.read_table(tmp_path / "o-folder" / "embeddings").column("doc_id").to_pylist() == [i * 7 for i in range(100)]
+    assert [s["rows"] for s in manifest["shards"]] == [30, 50, 20] and summary.rows == 100  # shards never span files
+    assert pq.read_table(tmp_path / "o-folder" / "embeddings").column("doc_id").to_pylist() == [
+        i * 7 for i in range(100)
+    ]
     assert len(parquet) == 60
 
 
@@ -113,8 +135,12 @@ def test_rows_in_range_slices_exactly(tmp_path):
     make_corpus(tmp_path / "c.csv", 200)
     for name in ("c.parquet", "c.csv"):
         for offset, count in [(0, 50), (37, 74), (150, 50), (199, 1)]:
-            got = pa.Table.from_batches(list(rows_in_range(str(tmp_path / name), ["doc_id"], offset, count, batch_rows=16)))
-            assert [int(i) for i in got.column("doc_id").to_pylist()] == frame["doc_id"].tolist()[offset:offset + count], (name, offset)
+            got = pa.Table.from_batches(
+                list(rows_in_range(str(tmp_path / name), ["doc_id"], offset, count, batch_rows=16))
+            )
+            assert [int(i) for i in got.column("doc_id").to_pylist()] == frame["doc_id"].tolist()[
+                offset : offset + count
+            ], (name, offset)
 
 
 def test_csv_ids_keep_their_written_form(model_dir, tmp_path):
@@ -128,7 +154,7 @@ def test_rerun_with_unchanged_inputs_changes_no_file(model_dir, tmp_path):
     run(model_dir, tmp_path / "corpus.csv", tmp_path / "out")
     before = snapshot(tmp_path / "out" / "embeddings")
     summary = run(model_dir, tmp_path / "corpus.csv", tmp_path / "out")
-    assert summary["computed_shards"] == 0 and snapshot(tmp_path / "out" / "embeddings") == before
+    assert summary.computed_shards == 0 and snapshot(tmp_path / "out" / "embeddings") == before
 
 
 def test_damaged_shard_is_named_and_recomputed_foreign_file_is_an_error(model_dir, tmp_path, caplog):
@@ -141,7 +167,7 @@ def test_damaged_shard_is_named_and_recomputed_foreign_file_is_an_error(model_di
     with caplog.at_level(logging.WARNING, logger="mtl_model.embed"):
         summary = run(model_dir, tmp_path / "corpus.parquet", tmp_path / "out")
     assert "part-00001.parquet is truncated or damaged" in caplog.text
-    assert summary["computed_shards"] == 1 and pq.read_table(out).equals(reference)
+    assert summary.computed_shards == 1 and pq.read_table(out).equals(reference)
 
     (out / "notes.txt").write_text("mine")
     pq.write_table(pa.table({"x": [1]}), out / "part-00099.parquet")  # looks like a shard, is not ours
@@ -163,10 +189,35 @@ def test_damaged_shard_is_named_and_recomputed_foreign_file_is_an_error(model_di
 
 def test_killed_run_resumes_computing_only_missing_shards(model_dir, tmp_path):
     make_corpus(tmp_path / "corpus.parquet", 3000)
-    config = ["--set", "id_column=doc_id", "--set", "text_column=body", "--set", "rows_per_shard=60", "--set", "sort_window=30",
-              "--set", "batch_size=4", "--set", "precision=fp32"]
-    command = [sys.executable, "-m", "mtl_model", "embed", "--model", str(model_dir), "--corpus", str(tmp_path / "corpus.parquet"),
-               "--out", str(tmp_path / "out"), "--device", "cpu", *config]
+    config = [
+        "--set",
+        "id_column=doc_id",
+        "--set",
+        "text_column=body",
+        "--set",
+        "rows_per_shard=60",
+        "--set",
+        "sort_window=30",
+        "--set",
+        "batch_size=4",
+        "--set",
+        "precision=fp32",
+    ]
+    command = [
+        sys.executable,
+        "-m",
+        "mtl_model",
+        "embed",
+        "--model",
+        str(model_dir),
+        "--corpus",
+        str(tmp_path / "corpus.parquet"),
+        "--out",
+        str(tmp_path / "out"),
+        "--device",
+        "cpu",
+        *config,
+    ]
     process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     out = tmp_path / "out" / "embeddings"
     deadline = time.monotonic() + 120
@@ -178,9 +229,11 @@ def test_killed_run_resumes_computing_only_missing_shards(model_dir, tmp_path):
     assert 3 <= len(finished) < 50 and not (out / SUCCESS_MARKER).exists(), finished
     kept = {name: (out / name).stat().st_mtime_ns for name in finished}
 
-    settings = EmbedConfig(id_column="doc_id", text_column="body", rows_per_shard=60, sort_window=30, batch_size=4, precision="fp32")
+    settings = EmbedConfig(
+        id_column="doc_id", text_column="body", rows_per_shard=60, sort_window=30, batch_size=4, precision="fp32"
+    )
     summary = run(model_dir, tmp_path / "corpus.parquet", tmp_path / "out", settings)
-    assert summary["computed_shards"] == 50 - len(finished)  # only the missing ones
+    assert summary.computed_shards == 50 - len(finished)  # only the missing ones
     assert all((out / name).stat().st_mtime_ns == mtime for name, mtime in kept.items())
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # the killed write's temp file is gone
     run(model_dir, tmp_path / "corpus.parquet", tmp_path / "fresh", settings)
@@ -205,20 +258,25 @@ def test_pretokenized_input_ids_are_used_as_they_are(model_dir, tmp_path):
     _, tokenizer = MultiTaskModel.load(model_dir)
     frame = make_corpus(tmp_path / "c.parquet", 40)
     encoded = tokenizer(frame.body.tolist(), truncation=True, max_length=24)["input_ids"]
-    pq.write_table(pa.table({"doc_id": frame.doc_id, "body": frame.body, "input_ids": encoded}), tmp_path / "ids.parquet")
+    pq.write_table(
+        pa.table({"doc_id": frame.doc_id, "body": frame.body, "input_ids": encoded}), tmp_path / "ids.parquet"
+    )
     run(model_dir, tmp_path / "c.parquet", tmp_path / "a")
     run(model_dir, tmp_path / "ids.parquet", tmp_path / "b")
-    a, b = (np.stack(pq.read_table(tmp_path / x / "embeddings").column("embedding").to_numpy(zero_copy_only=False)) for x in "ab")
+    a, b = (
+        np.stack(pq.read_table(tmp_path / x / "embeddings").column("embedding").to_numpy(zero_copy_only=False))
+        for x in "ab"
+    )
     np.testing.assert_allclose(a, b, atol=1e-6)
 
 
 def test_reduced_precision_only_within_the_cosine_floor(model_dir, monkeypatch):
     model, tokenizer = MultiTaskModel.load(model_dir)
     texts = [" ".join(WORDS[: n % 17 + 1]) for n in range(40)]
-    monkeypatch.setattr(embed_module, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(embed_inference, "cpu_has_bf16", lambda: True)
     precision, cosine = choose_precision(model, tokenizer, texts, device="cpu", requested="auto", batch_size=8)
     assert cosine is not None and (precision == "bf16") == (cosine >= 0.9999)
-    monkeypatch.setattr(embed_module, "COSINE_FLOOR", 1.000001)  # unreachable: must fall back to fp32
+    monkeypatch.setattr(embed_inference, "COSINE_FLOOR", 1.000001)  # unreachable: must fall back to fp32
     assert choose_precision(model, tokenizer, texts, device="cpu", requested="auto", batch_size=8)[0] == "fp32"
     assert choose_precision(model, tokenizer, texts, device="cpu", requested="fp32", batch_size=8) == ("fp32", None)
 
@@ -228,8 +286,15 @@ def test_bf16_on_this_cpu_keeps_cosine_with_fp32_for_minilm():
     """The bundled MiniLM on real sample sentences: bf16 is chosen on a bf16 CPU only if cosine ≥ 0.9999."""
     from mtl_model.device import cpu_has_bf16
 
-    model = build_model(backbone="bundled:all-MiniLM-L6-v2", heads=[HeadSpec(name="t", kind="sentence", labels=["a"])],
-                        pooling="mean", projection_dim=None, normalize=True, head_dropout=0.0, max_seq_length=128).eval()
+    model = build_model(
+        backbone="bundled:all-MiniLM-L6-v2",
+        heads=[HeadSpec(name="t", kind="sentence", labels=["a"])],
+        pooling="mean",
+        projection_dim=None,
+        normalize=True,
+        head_dropout=0.0,
+        max_seq_length=128,
+    ).eval()
     from mtl_model.backbone import load_tokenizer
 
     tokenizer = load_tokenizer("bundled:all-MiniLM-L6-v2")
@@ -248,11 +313,19 @@ def test_bf16_on_this_cpu_keeps_cosine_with_fp32_for_minilm():
 
 def test_plan_travels_as_plain_data(model_dir, tmp_path):
     make_corpus(tmp_path / "c.parquet", 75)
-    raw = embed_plan_step(str(model_dir), str(tmp_path / "c.parquet"), CONFIG, device="cpu", out_dir=str(tmp_path / "o"))
+    planned = steps.plan_embedding(
+        str(model_dir),
+        str(tmp_path / "c.parquet"),
+        CONFIG,
+        device="cpu",
+        out_dir=str(tmp_path / "o"),
+    )
+    raw = planned.model_dump(mode="json")  # the plan as plain JSON data, as it travels to workers
     assert json.loads(json.dumps(raw)) == raw
-    plan = EmbedPlan.from_dict(raw)
+    plan = EmbedPlan.model_validate(raw)
+    assert plan == planned
     assert [s.rows for s in plan.shards] == [50, 25] and plan.precision == "fp32"
-    assert embed_corpus(plan, device="cpu")["rows"] == 75
+    assert run_embedding(plan, device="cpu").rows == 75
 
 
 def test_very_short_texts_are_embedded_in_fp32_even_under_bf16(model_dir):

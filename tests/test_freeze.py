@@ -59,7 +59,11 @@ def test_trainable_counts_are_exact_for_every_policy(tiny_backbone):
 
 def test_policy_strings_are_validated_with_the_valid_list():
     for bad, message in [
-        ("encoder", "unknown freeze policy 'encoder'; valid policies: none, all, backbone, head:<task>, top:<k>, gradual, lora"),
+        (
+            "encoder",
+            "unknown freeze policy 'encoder'; valid policies: "
+            "none, all, backbone, head:<task>, top:<k>, gradual, lora",
+        ),
         ("top:two", "top:<k> needs a whole number of layers"),
         ("head:", "unknown freeze policy 'head:'"),
         ("", "empty freeze policy"),
@@ -86,7 +90,9 @@ def test_layer_groups_cover_every_encoder_parameter_once(tiny_backbone):
 
 def _train(model: MultiTaskModel, policy: str, steps: int = 4, **settings) -> dict[str, torch.Tensor]:
     before = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    config = TrainConfig(max_steps=steps, batch_size=8, freeze_policy=policy, warmup_ratio=0.0, learning_rate=1e-3, **settings)
+    config = TrainConfig(
+        max_steps=steps, batch_size=8, freeze_policy=policy, warmup_ratio=0.0, learning_rate=1e-3, **settings
+    )
     sentiment = one_batch_split(seed=2)
     sentiment.labels[:] = sentiment.labels % 2  # two classes
     train_multitask(model, {"topic": one_batch_split(seed=1), "sentiment": sentiment}, config, device="cpu")
@@ -103,14 +109,25 @@ def _changed(before: dict[str, torch.Tensor], model: MultiTaskModel) -> set[str]
     [
         ("backbone", {}, ["encoder."], ["dense.", "heads.topic."]),
         ("head:topic", {}, ["heads.topic."], ["encoder.auto_model.encoder.layer.0.", "heads.sentiment."]),
-        ("top:1", {}, ["encoder.auto_model.embeddings.", "encoder.auto_model.encoder.layer.0."], ["encoder.auto_model.encoder.layer.1."]),
+        (
+            "top:1",
+            {},
+            ["encoder.auto_model.embeddings.", "encoder.auto_model.encoder.layer.0."],
+            ["encoder.auto_model.encoder.layer.1."],
+        ),
         # unfreeze one group every 2 steps over 4 steps: the top layer trains from step 2, the rest never
-        ("gradual", {"unfreeze_every": 2}, ["encoder.auto_model.embeddings.", "encoder.auto_model.encoder.layer.0."],
-         ["encoder.auto_model.encoder.layer.1.", "heads.topic."]),
+        (
+            "gradual",
+            {"unfreeze_every": 2},
+            ["encoder.auto_model.embeddings.", "encoder.auto_model.encoder.layer.0."],
+            ["encoder.auto_model.encoder.layer.1.", "heads.topic."],
+        ),
     ],
 )
 @pytest.mark.filterwarnings("ignore:gradual unfreezing")  # the gradual case stops early on purpose
-def test_frozen_weights_are_bitwise_unchanged_after_training(tiny_backbone, policy, settings, frozen_prefixes, trained_prefixes):
+def test_frozen_weights_are_bitwise_unchanged_after_training(
+    tiny_backbone, policy, settings, frozen_prefixes, trained_prefixes
+):
     model = tiny_model(tiny_backbone)
     before = _train(model, policy, **settings)
     changed = _changed(before, model)
@@ -127,7 +144,9 @@ def test_lora_trains_adapters_only_and_saves_merged_plain_weights(tiny_backbone,
     changed = _changed(before, model)
     assert not has_lora_adapters(model)  # merged into the weights after training
     encoder_changed = {n for n in changed if n.startswith("encoder.")}
-    assert encoder_changed and all(n.endswith(("query.weight", "value.weight")) for n in encoder_changed), encoder_changed
+    assert encoder_changed and all(n.endswith(("query.weight", "value.weight")) for n in encoder_changed), (
+        encoder_changed
+    )
     assert {"dense.linear.weight", "heads.topic.classifier.weight"} <= changed
     model.eval()
     model.save(tmp_path / "model", build_tiny_tokenizer(["lora save"]))
@@ -140,7 +159,10 @@ def test_lora_trains_adapters_only_and_saves_merged_plain_weights(tiny_backbone,
 def test_lora_with_unknown_targets_names_the_layers(tiny_backbone):
     from mtl_model.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=r"train.lora.target_modules \['q_proj'\].*linear layers are named \['dense', 'key', 'query', 'value'\]"):
+    with pytest.raises(
+        ConfigError,
+        match=r"train.lora.target_modules \['q_proj'\].*linear layers are named \['dense', 'key', 'query', 'value'\]",
+    ):
         _train(tiny_model(tiny_backbone), "lora", lora=LoraSettings(target_modules=["q_proj"]))
 
 
@@ -160,7 +182,11 @@ def test_frozen_parameters_get_no_optimizer_state(tiny_backbone):
     top_layer = {id(p) for p in model.encoder.layer_groups()[-1]}
     lower = {id(p) for group in model.encoder.layer_groups()[:-1] for p in group}
     assert top_layer <= with_state and not (lower & with_state)
-    static = build_optimizer(model, TrainConfig(freeze_policy="backbone")) if apply_freeze_policy(model, parse_freeze_policy("backbone")) else None
+    static = (
+        build_optimizer(model, TrainConfig(freeze_policy="backbone"))
+        if apply_freeze_policy(model, parse_freeze_policy("backbone"))
+        else None
+    )
     in_static = {id(p) for group in static.param_groups for p in group["params"]}
     assert not in_static & {id(p) for p in model.encoder.parameters()}
 
@@ -180,7 +206,9 @@ def test_frozen_modules_run_in_eval_mode(tiny_backbone):
 def test_layerwise_learning_rates_decay_from_the_top(tiny_backbone):
     model = tiny_model(tiny_backbone)
     apply_freeze_policy(model, parse_freeze_policy("none"))
-    optimizer = build_optimizer(model, TrainConfig(learning_rate=1e-3, head_learning_rate=5e-3, layerwise_lr_decay=0.5))
+    optimizer = build_optimizer(
+        model, TrainConfig(learning_rate=1e-3, head_learning_rate=5e-3, layerwise_lr_decay=0.5)
+    )
     rate = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
     groups = model.encoder.layer_groups()
     assert {rate[id(p)] for p in groups[0]} == {0.25e-3}  # embeddings: decay²
@@ -214,3 +242,42 @@ def test_policy_all_trains_nothing_and_creates_no_optimizer(tiny_backbone, monke
     result = train_multitask(model, {"topic": one_batch_split()}, TrainConfig(freeze_policy="all"), device="cpu")
     assert (result.trained, result.steps, result.trainable_params, result.total_params) == (False, 0, 0, total)
     assert not _changed(before, model) and not model.training
+
+
+def _scratch_model(norm: str) -> MultiTaskModel:
+    from mtl_model.model import HeadSpec, build_model
+    from mtl_model.modules.scratch import ScratchArchitecture
+    from mtl_model.vocab import VocabConfig, build_tokenizer
+
+    vocab = VocabConfig(kind="word_level", min_frequency=1)
+    tokenizer = build_tokenizer(["a tiny corpus for the weight decay test"], vocab, model_max_length=64)
+    return build_model(
+        backbone="scratch",
+        heads=[HeadSpec(name="topic", kind="sentence", labels=list("abcd"))],
+        pooling="mean",
+        projection_dim=16,
+        normalize=True,
+        head_dropout=0.0,
+        max_seq_length=64,
+        scratch=ScratchArchitecture(d_model=32, num_heads=2, num_layers=2, ff_dim=64, norm=norm),
+        tokenizer=tokenizer,
+    )
+
+
+@pytest.mark.parametrize("encoder", ["bert", "scratch-pre", "scratch-post"])
+def test_weight_decay_spares_every_vector_and_only_vectors(tiny_backbone, encoder):
+    """nanoGPT's rule: biases and LayerNorm weights (dim < 2) get no decay; matrices and embeddings do.
+    Name patterns missed the pre-norm scratch encoder's `encoder.final_norm.weight`."""
+    model = tiny_model(tiny_backbone) if encoder == "bert" else _scratch_model(encoder.split("-")[1])
+    optimizer = build_optimizer(model, TrainConfig(weight_decay=0.01, layerwise_lr_decay=0.5))
+    decay = {id(p): group["weight_decay"] for group in optimizer.param_groups for p in group["params"]}
+    named = dict(model.named_parameters())
+    assert len(decay) == len(named)  # freeze policy none: every parameter is in exactly one group
+    vectors = {name for name, p in named.items() if p.dim() < 2}
+    assert vectors and {name for name in vectors if decay[id(named[name])] != 0.0} == set()
+    assert {name for name, p in named.items() if p.dim() >= 2 and decay[id(p)] != 0.01} == set()
+    if encoder == "scratch-pre":
+        assert decay[id(named["encoder.final_norm.weight"])] == 0.0
+        assert decay[id(named["encoder.final_norm.bias"])] == 0.0
+    else:
+        assert "encoder.final_norm.weight" not in named

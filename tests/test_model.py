@@ -16,18 +16,31 @@ from tests.helpers import TINY_BERT
 HEADS = [
     HeadSpec(name="topic", kind="sentence", labels=["1", "2", "3", "4"]),
     HeadSpec(name="sentiment", kind="sentence", labels=["0", "1"]),
-    HeadSpec(name="ner", kind="token", labels=["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-MISC", "I-MISC"]),
+    HeadSpec(
+        name="ner",
+        kind="token",
+        labels=["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-MISC", "I-MISC"],
+    ),
 ]
 
 
 def tiny_model(backbone, projection_dim: int | None = 16, seed: int = 0) -> MultiTaskModel:
     torch.manual_seed(seed)
-    return build_model(backbone=str(backbone), heads=HEADS, pooling="mean", projection_dim=projection_dim,
-                       normalize=True, head_dropout=0.1, max_seq_length=32)
+    return build_model(
+        backbone=str(backbone),
+        heads=HEADS,
+        pooling="mean",
+        projection_dim=projection_dim,
+        normalize=True,
+        head_dropout=0.1,
+        max_seq_length=32,
+    )
 
 
 def test_mean_pooling_ignores_padding():
-    tokens = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]], [[5.0, 6.0], [0.0, 0.0], [0.0, 0.0]]])  # (2, 3, 2)
+    tokens = torch.tensor(
+        [[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]], [[5.0, 6.0], [0.0, 0.0], [0.0, 0.0]]]
+    )  # (2, 3, 2)
     mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
     features = {"token_embeddings": tokens, "attention_mask": mask}
     assert Pooling("mean")(features)["sentence_embedding"].tolist() == [[2.0, 3.0], [5.0, 6.0]]
@@ -78,7 +91,9 @@ def test_overfit_one_batch(tiny_backbone):
     rng = np.random.default_rng(3)
     ner_labels = np.where(topic.attention_mask == 1, rng.integers(0, 9, size=topic.input_ids.shape), IGNORE_INDEX)
     ner = TokenizedSplit(topic.input_ids, topic.attention_mask, ner_labels, {"kind": "token"})
-    config = TrainConfig(max_steps=150, batch_size=8, learning_rate=3e-3, head_learning_rate=3e-3, warmup_ratio=0.0, weight_decay=0.0)
+    config = TrainConfig(
+        max_steps=150, batch_size=8, learning_rate=3e-3, head_learning_rate=3e-3, warmup_ratio=0.0, weight_decay=0.0
+    )
     result = train_multitask(model, {"topic": topic, "ner": ner}, config, device="cpu")
     assert result.losses[0] > 3.0
     assert min(result.losses[-5:]) < 0.05, result.losses[-5:]
@@ -103,6 +118,13 @@ def test_save_then_load_gives_identical_outputs(tiny_backbone, tmp_path):
 
 def test_max_seq_length_beyond_positions_is_refused(tiny_backbone):
     with pytest.raises(ValueError, match="max_seq_length 512 exceeds the encoder's 128 positions"):
-        build_model(backbone=str(tiny_backbone), heads=HEADS, pooling="mean", projection_dim=None, normalize=True,
-                    head_dropout=0.0, max_seq_length=512)
+        build_model(
+            backbone=str(tiny_backbone),
+            heads=HEADS,
+            pooling="mean",
+            projection_dim=None,
+            normalize=True,
+            head_dropout=0.0,
+            max_seq_length=512,
+        )
     assert TINY_BERT["max_position_embeddings"] == 128

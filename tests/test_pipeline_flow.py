@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from mtl_model.options import PipelineOptions
 from tests.conftest import REPO_ROOT, SAMPLE_DIR
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -72,13 +73,17 @@ def first_run(tmp_path_factory, tiny_backbone, data_copy):
     tmp = tmp_path_factory.mktemp("run")
     config = write_config(tmp, tiny_backbone, data_copy)
     out = tmp / "out"
-    state = pipeline(config_path=str(config), out=str(out), device="cpu", return_state=True)
+    state = pipeline(PipelineOptions(config_path=config, out=out, device="cpu"), return_state=True)
     return {"config": config, "out": out, "state": state, "result": state.result()}
 
 
 def test_every_output_exists_with_its_schema(first_run):
     out = first_run["out"]
-    for task, splits in {"topic": ["train", "validation", "test"], "sentiment": ["train", "test"], "ner": ["train", "validation", "test"]}.items():
+    for task, splits in {
+        "topic": ["train", "validation", "test"],
+        "sentiment": ["train", "test"],
+        "ner": ["train", "validation", "test"],
+    }.items():
         for split in splits:
             schema = pq.read_schema(out / "tokenized" / task / f"{split}.parquet")
             assert schema.field("input_ids").type.list_size == 64
@@ -92,10 +97,18 @@ def test_every_output_exists_with_its_schema(first_run):
     assert ner_meta["labels"] == ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
     assert pq.read_schema(out / "tokenized/ner/train.parquet").field("labels").type.list_size == 64
     # Split of the single topic file: 400 rows → 280 / 40 / 80, stratified (100 per class in, 20 per class in test).
-    assert [pq.read_metadata(out / f"tokenized/topic/{s}.parquet").num_rows for s in ("train", "validation", "test")] == [280, 40, 80]
+    assert [
+        pq.read_metadata(out / f"tokenized/topic/{s}.parquet").num_rows for s in ("train", "validation", "test")
+    ] == [280, 40, 80]
     test_labels = pq.read_table(out / "tokenized/topic/test.parquet").column("labels").to_pylist()
     assert sorted(pd.Series(test_labels).value_counts().tolist()) == [20, 20, 20, 20]
-    for name in ("mtl_model.json", "heads.safetensors", "encoder/config.json", "encoder/model.safetensors", "encoder/tokenizer.json"):
+    for name in (
+        "mtl_model.json",
+        "heads.safetensors",
+        "encoder/config.json",
+        "encoder/model.safetensors",
+        "encoder/tokenizer.json",
+    ):
         assert (out / "model" / name).is_file(), name
     for name in ("training.json", "train_log.parquet", "training_curve.png"):
         assert (out / name).is_file(), name
@@ -110,7 +123,10 @@ def test_metrics_present_and_in_range(first_run):
     values = [v for task in metrics["tasks"].values() for k, v in task.items() if k != "support"]
     assert all(0.0 <= v <= 1.0 for v in values)
     assert metrics["tasks"]["topic"]["support"] == 80 and metrics["tasks"]["ner"]["support"] == 80
-    assert metrics["training"]["steps"] == 12 and metrics["training"]["trainable_params"] == metrics["training"]["total_params"]
+    assert (
+        metrics["training"]["steps"] == 12
+        and metrics["training"]["trainable_params"] == metrics["training"]["total_params"]
+    )
 
 
 def test_policy_all_on_the_trained_model_reproduces_its_metrics(first_run, tmp_path):
@@ -118,11 +134,16 @@ def test_policy_all_on_the_trained_model_reproduces_its_metrics(first_run, tmp_p
     from flows.pipeline import pipeline
 
     result = pipeline(
-        config_path=str(first_run["config"]), out=str(tmp_path / "zero-shot"), device="cpu", freeze_policy="all",
-        overrides=[f"model.backbone={first_run['out'] / 'model'}"],
+        PipelineOptions(
+            config_path=first_run["config"],
+            out=tmp_path / "zero-shot",
+            device="cpu",
+            freeze_policy="all",
+            overrides=[f"model.backbone={first_run['out'] / 'model'}"],
+        )
     )
-    assert result["training"]["trainable_params"] == 0 and result["training"]["steps"] == 0
-    assert result["metrics"] == first_run["result"]["metrics"]
+    assert result.training.trainable_params == 0 and result.training.steps == 0
+    assert result.metrics == first_run["result"].metrics
 
 
 def test_embeddings_one_row_per_corpus_row_in_order(first_run):
@@ -152,7 +173,9 @@ def test_sentence_transformers_export_reproduces_the_parquet_embeddings(first_ru
     table = pq.read_table(first_run["out"] / "embeddings")
     texts = pd.read_csv(SAMPLE_DIR / "corpus.csv").set_index("id").loc[table.column("id").to_pylist(), "text"].tolist()
     encoded = SentenceTransformer(str(export), device="cpu").encode(texts, batch_size=16)
-    np.testing.assert_allclose(encoded, np.stack(table.column("embedding").to_numpy(zero_copy_only=False)), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(
+        encoded, np.stack(table.column("embedding").to_numpy(zero_copy_only=False)), atol=1e-5, rtol=0
+    )
 
 
 def test_second_run_is_served_from_cache(first_run):
@@ -160,13 +183,16 @@ def test_second_run_is_served_from_cache(first_run):
 
     model_file = first_run["out"] / "model" / "heads.safetensors"
     before = model_file.stat().st_mtime_ns
-    state = pipeline(config_path=str(first_run["config"]), out=str(first_run["out"]), device="cpu", return_state=True)
+    state = pipeline(
+        PipelineOptions(config_path=first_run["config"], out=first_run["out"], device="cpu"), return_state=True
+    )
     states = task_run_states(state, expected=PIPELINE_TASKS - 2)  # up to date: no shard runs, no finish
     assert len(states) == PIPELINE_TASKS - 2
     # every step is served from cache; the embeddings' folder check always runs (it finds nothing to do)
     assert {name: value for name, value in states.items() if value != "Cached"} == {
-        name: "Completed" for name in states if name.startswith("embed-check-output")}, states
-    assert state.result()["metrics"] == first_run["result"]["metrics"]
+        name: "Completed" for name in states if name.startswith("embed-check-output")
+    }, states
+    assert state.result().metrics == first_run["result"].metrics
     assert model_file.stat().st_mtime_ns == before
 
 
@@ -175,25 +201,30 @@ def test_changing_one_file_reruns_only_what_depends_on_it(first_run, data_copy):
 
     dev = data_copy / "sentiment" / "dev.tsv"
     dev.write_text(dev.read_text() + "an unexpectedly moving film . \t1\n")
-    state = pipeline(config_path=str(first_run["config"]), out=str(first_run["out"]), device="cpu", return_state=True)
+    state = pipeline(
+        PipelineOptions(config_path=first_run["config"], out=first_run["out"], device="cpu"), return_state=True
+    )
     states = task_run_states(state, expected=PIPELINE_TASKS - 2)
     rerun = sorted(name for name, value in states.items() if value != "Cached")
     # sentiment's test split changed: its tokenize/pad re-run, training (train splits only) is reused,
     # evaluation re-runs; the other tasks and the embeddings are reused.
-    assert [name.rsplit("-", 1)[0] if name.startswith(("evaluate", "validate", "embed")) else name for name in rerun] == [
-        "embed-check-output", "evaluate", "pad-sentiment", "tokenize-sentiment", "validate",
-    ]
-    assert state.result()["metrics"]["sentiment"]["support"] == 101
+    assert rerun == ["embed-check-output", "evaluate-out", "pad-sentiment", "tokenize-sentiment", "validate"]
+    assert state.result().metrics["sentiment"]["support"] == 101
 
 
 def test_deleted_output_is_recomputed_not_returned_stale(first_run):
     from flows.pipeline import pipeline
 
     shutil.rmtree(first_run["out"] / "embeddings")
-    state = pipeline(config_path=str(first_run["config"]), out=str(first_run["out"]), device="cpu", return_state=True)
+    state = pipeline(
+        PipelineOptions(config_path=first_run["config"], out=first_run["out"], device="cpu"), return_state=True
+    )
     states = task_run_states(state)
-    assert sorted(name.rsplit("-", 1)[0] for name, value in states.items() if value != "Cached") == [
-        "embed-check-output", "embed-finish", "embed-shard"]
+    assert sorted(name for name, value in states.items() if value != "Cached") == [
+        "embed-check-output",
+        "embed-finish",
+        "embed-shard-00000",
+    ]
     assert (first_run["out"] / "embeddings" / "_SUCCESS").is_file()
 
 
@@ -209,11 +240,13 @@ def test_bad_input_fails_with_file_and_line_and_leaves_no_output(tmp_path, tiny_
     lines[3] = "company NN I-NP O extra"  # line 4: a fifth column
     lines[6] = "in IN B-PP I-LOC"  # line 7: I-LOC right after O
     conll.write_text("\n".join(lines) + "\n")
-    (data / "sentiment" / "train.tsv").write_text("sentence\tlabel\ngood film . \t1\n \t0\nbad film . \tnan\ndull film . \t0\n")
+    (data / "sentiment" / "train.tsv").write_text(
+        "sentence\tlabel\ngood film . \t1\n \t0\nbad film . \tnan\ndull film . \t0\n"
+    )
     config = write_config(tmp_path, tiny_backbone, data)
     out = tmp_path / "out"
     with pytest.raises(DataValidationError) as caught:
-        pipeline(config_path=str(config), out=str(out), device="cpu")
+        pipeline(PipelineOptions(config_path=config, out=out, device="cpu"))
     message = str(caught.value)
     assert f"{conll}:line 4: expected 4 columns, found 5" in message
     assert f"{conll}:line 7: tag 'I-LOC' follows 'O': not valid BIO" in message

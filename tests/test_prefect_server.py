@@ -20,7 +20,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName, FlowRunFilter, FlowRunFilterParentTaskRunId
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterName,
+    FlowRunFilter,
+    FlowRunFilterParentTaskRunId,
+)
 
 from tests.conftest import REPO_ROOT, SAMPLE_DIR
 
@@ -49,25 +54,45 @@ class PrefectServer:
         self.port = _free_port()
         self.api_url = f"http://127.0.0.1:{self.port}/api"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-        self.env.update({
-            "PREFECT_HOME": str(home), "PREFECT_API_URL": self.api_url, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_UI_ENABLED": "false", "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "1",
-            "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-        })
+        self.env.update(
+            {
+                "PREFECT_HOME": str(home),
+                "PREFECT_API_URL": self.api_url,
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                "PREFECT_UI_ENABLED": "false",
+                "PREFECT_WORKER_QUERY_SECONDS": "1",
+                "PREFECT_WORKER_PREFETCH_SECONDS": "1",
+                "HF_HUB_OFFLINE": "1",
+                "TOKENIZERS_PARALLELISM": "false",
+            }
+        )
         self.logs = home / "logs"
         self.logs.mkdir(parents=True)
         self.processes: dict[str, subprocess.Popen] = {}
 
     def start(self, name: str, *args: str) -> subprocess.Popen:
         log = open(self.logs / f"{name}.log", "w")
-        process = subprocess.Popen([sys.executable, "-m", "prefect", *args], cwd=REPO_ROOT, env=self.env, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_pytest)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "prefect", *args],
+            cwd=REPO_ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_pytest,
+        )
         self.processes[name] = process
         return process
 
     def cli(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
-        done = subprocess.run([sys.executable, "-m", "prefect", *args], cwd=REPO_ROOT, env=self.env, capture_output=True,
-                              text=True, timeout=timeout)
+        done = subprocess.run(
+            [sys.executable, "-m", "prefect", *args],
+            cwd=REPO_ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if check and done.returncode != 0:
             raise AssertionError(f"prefect {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
         return done
@@ -94,7 +119,9 @@ class PrefectServer:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         with self.client() as client:
             while time.monotonic() < deadline:
-                if any(w.status == WorkerStatus.ONLINE for w in client.read_workers_for_work_pool(work_pool_name=pool)):
+                if any(
+                    w.status == WorkerStatus.ONLINE for w in client.read_workers_for_work_pool(work_pool_name=pool)
+                ):
                     return
                 time.sleep(0.5)
         raise AssertionError(f"no worker came online on pool {pool!r}")
@@ -166,23 +193,51 @@ def test_every_deployment_is_on_the_server_and_bad_parameters_are_rejected_befor
         assert pipeline.schedules[0].schedule.cron == "0 2 * * *"
         docker = client.read_deployment_by_name("mtl-train/train-gpu-docker")
         assert docker.job_variables["container_create_kwargs"]["device_requests"][0]["capabilities"] == [["gpu"]]
-    rejected = server.cli("deployment", "run", "mtl-pipeline/pipeline-default", "--param", "device=gpu0", check=False)
-    assert rejected.returncode != 0 and "'gpu0' is not one of ['auto', 'cpu', 'cuda']" in rejected.stdout + rejected.stderr
-    rejected = server.cli("deployment", "run", "mtl-pipeline/pipeline-default", "--param", "freeze_policy=frozen", check=False)
+    rejected = server.cli(
+        "deployment", "run", "mtl-pipeline/pipeline-default", "--param", 'options={"device": "gpu0"}', check=False
+    )
+    assert (
+        rejected.returncode != 0
+        and "'gpu0' is not one of ['auto', 'cpu', 'cuda']" in rejected.stdout + rejected.stderr
+    )
+    rejected = server.cli(
+        "deployment",
+        "run",
+        "mtl-pipeline/pipeline-default",
+        "--param",
+        'options={"freeze_policy": "frozen"}',
+        check=False,
+    )
     assert rejected.returncode != 0 and "freeze_policy" in rejected.stdout + rejected.stderr
 
 
 def test_the_pipeline_sends_training_to_the_gpu_worker(server, tiny_run_config, tmp_path):
     out = tmp_path / "run"
     done = subprocess.run(
-        [sys.executable, "flows/pipeline.py", "--config", str(tiny_run_config), "--out", str(out), "--gpu", "require", "--json"],
-        cwd=REPO_ROOT, env=server.env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "flows/pipeline.py",
+            "--config",
+            str(tiny_run_config),
+            "--out",
+            str(out),
+            "--gpu",
+            "require",
+            "--json",
+        ],
+        cwd=REPO_ROOT,
+        env=server.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-4000:]
-    result = json.loads(done.stdout[done.stdout.index("{"):])
-    assert result["metrics"]["topic"]["accuracy"] >= 0.0 and result["outputs"]["model"] == str(out / "model")
+    result = json.loads(done.stdout[done.stdout.index("{") :])
+    assert result["metrics"]["topic"]["accuracy"] >= 0.0 and result["model"] == str(out / "model")
     worker = json.loads((out / "worker.json").read_text())
-    assert worker["parent_pid"] == server.processes["gpu-worker"].pid  # the GPU pool's worker started the training process
+    assert (
+        worker["parent_pid"] == server.processes["gpu-worker"].pid
+    )  # the GPU pool's worker started the training process
     with server.client() as client:
         training = _flow_run(client, worker["flow_run_id"])
         assert training.work_pool_name == "gpu" and training.state.is_completed()
@@ -193,10 +248,31 @@ def test_the_pipeline_sends_training_to_the_gpu_worker(server, tiny_run_config, 
 
 def test_deploy_all_then_deployment_runs_complete_with_their_artifacts(server, tiny_run_config, tmp_path):
     params = {"config_path": str(tiny_run_config), "out": str(tmp_path / "pipeline"), "gpu": "never"}
-    server.cli("deployment", "run", "mtl-pipeline/pipeline-default", "--params", json.dumps(params), "--watch", timeout=300)
-    compare = {"config_path": str(tiny_run_config), "data_dir": str(SAMPLE_DIR), "out": str(tmp_path / "compare"), "policies": ["none", "all"],
-               "overrides": ["train.max_steps=4"]}
-    server.cli("deployment", "run", "mtl-compare-freeze/compare-freeze", "--params", json.dumps(compare), "--watch", timeout=300)
+    server.cli(
+        "deployment",
+        "run",
+        "mtl-pipeline/pipeline-default",
+        "--params",
+        json.dumps({"options": params}),
+        "--watch",
+        timeout=300,
+    )
+    compare = {
+        "config_path": str(tiny_run_config),
+        "data_dir": str(SAMPLE_DIR),
+        "out": str(tmp_path / "compare"),
+        "policies": ["none", "all"],
+        "overrides": ["train.max_steps=4"],
+    }
+    server.cli(
+        "deployment",
+        "run",
+        "mtl-compare-freeze/compare-freeze",
+        "--params",
+        json.dumps({"options": compare}),
+        "--watch",
+        timeout=300,
+    )
 
     with server.client() as client:
         artifacts = {}
@@ -205,7 +281,13 @@ def test_deploy_all_then_deployment_runs_complete_with_their_artifacts(server, t
                 deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[deployment])),
                 flow_run_filter=FlowRunFilter(parent_task_run_id=FlowRunFilterParentTaskRunId(is_null_=True)),
             )
-            run = next(r for r in runs if r.state and r.state.is_completed() and r.parameters.get("out", "").startswith(str(tmp_path)))
+            run = next(
+                r
+                for r in runs
+                if r.state
+                and r.state.is_completed()
+                and r.parameters.get("options", {}).get("out", "").startswith(str(tmp_path))
+            )
             artifacts[deployment] = {a.key: a for a in client.read_artifacts() if a.flow_run_id == run.id}
     assert {"metrics", "embeddings"} <= set(artifacts["pipeline-default"])  # (validation is cached from the run above)
     assert artifacts["pipeline-default"]["metrics"].type == "table"
@@ -218,7 +300,9 @@ def test_a_run_nobody_picks_up_is_cancelled_and_training_runs_here(server, tiny_
     """The pool's only ONLINE worker serves another queue (as a busy or misconfigured GPU machine would): the
     pipeline sends the run, waits `start_timeout_s`, cancels it, and trains in-process."""
     server.cli("work-queue", "create", "idle", "--pool", "gpu")
-    server.start("idle-gpu-worker", "worker", "start", "--pool", "gpu", "--work-queue", "idle", "--name", "idle-gpu-worker")
+    server.start(
+        "idle-gpu-worker", "worker", "start", "--pool", "gpu", "--work-queue", "idle", "--name", "idle-gpu-worker"
+    )
     server.stop("gpu-worker")
     with server.client() as client:  # wait until the stopped worker's run of the idle one is the pool's only poller
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
@@ -228,12 +312,19 @@ def test_a_run_nobody_picks_up_is_cancelled_and_training_runs_here(server, tiny_
     out = tmp_path / "run"
     done = subprocess.run(
         [sys.executable, "flows/pipeline.py", "--config", str(tiny_run_config), "--out", str(out), "--gpu", "auto"],
-        cwd=REPO_ROOT, env=server.env, capture_output=True, text=True, timeout=300,
+        cwd=REPO_ROOT,
+        env=server.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-4000:]
     assert "training on a GPU worker: work pool 'gpu' has ONLINE worker(s)" in done.stderr
-    assert re.search(r"stayed (Scheduled|Late) for 20s \(remote_training.start_timeout_s\) and was cancelled; "
-                     r"training in-process on cpu instead", done.stderr), done.stderr[-4000:]
+    assert re.search(
+        r"stayed (Scheduled|Late) for 20s \(remote_training.start_timeout_s\) and was cancelled; "
+        r"training in-process on cpu instead",
+        done.stderr,
+    ), done.stderr[-4000:]
     assert not (out / "worker.json").exists() and (out / "model" / "mtl_model.json").is_file()
     with server.client() as client:
         runs = client.read_flow_runs(deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["train-gpu"])))

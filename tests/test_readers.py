@@ -10,7 +10,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from mtl_model.config import SplitSpec, TaskSpec
-from mtl_model.datasets import load_task_data, stratified_split
 from mtl_model.errors import DataValidationError
 from mtl_model.readers import (
     TextExample,
@@ -22,6 +21,7 @@ from mtl_model.readers import (
     read_glue_tsv,
     read_table,
 )
+from mtl_model.task_data import load_task_data, stratified_split
 
 
 def write(path: Path, text: str | bytes) -> Path:
@@ -34,7 +34,11 @@ def reconciles(result) -> bool:
 
 
 def test_conll_2003_layout(tmp_path):
-    path = write(tmp_path / "a.txt", "-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\nPeter NNP B-NP B-PER\nBlackburn NNP I-NP I-PER\n\n")
+    path = write(
+        tmp_path / "a.txt",
+        "-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\n"
+        "Peter NNP B-NP B-PER\nBlackburn NNP I-NP I-PER\n\n",
+    )
     result = read_conll(path)
     assert [(e.tokens, e.tags) for e in result.examples] == [
         (["EU", "rejects"], ["B-ORG", "O"]),
@@ -56,11 +60,16 @@ def test_conll_reports_every_problem_with_its_line(tmp_path):
 
 
 def test_conll_iob1_is_converted_and_tag_column_is_configurable(tmp_path):
-    path = write(tmp_path / "iob1.txt", "New NNP I-LOC x\nYork NNP I-LOC x\nand CC O x\nParis NNP I-LOC x\nLondon NNP B-LOC x\n\n")
+    path = write(
+        tmp_path / "iob1.txt",
+        "New NNP I-LOC x\nYork NNP I-LOC x\nand CC O x\nParis NNP I-LOC x\nLondon NNP B-LOC x\n\n",
+    )
     result = read_conll(path, tag_column=2, tag_scheme="iob1")
     assert result.examples[0].tags == ["B-LOC", "I-LOC", "O", "B-LOC", "B-LOC"]
     assert iob1_to_bio(["I-PER", "I-PER", "B-PER", "I-ORG"]) == ["B-PER", "I-PER", "B-PER", "B-ORG"]
-    assert bio_problems(["B-PER", "I-PER", "I-ORG"]) == [(2, "tag 'I-ORG' follows 'I-PER': not valid BIO (IOB1 files need tag_scheme: iob1)")]
+    assert bio_problems(["B-PER", "I-PER", "I-ORG"]) == [
+        (2, "tag 'I-ORG' follows 'I-PER': not valid BIO (IOB1 files need tag_scheme: iob1)")
+    ]
 
 
 def test_conll_byte_order_marks_are_counted_not_silently_dropped(tmp_path):
@@ -72,7 +81,9 @@ def test_conll_byte_order_marks_are_counted_not_silently_dropped(tmp_path):
 
 
 def test_non_utf8_bytes_are_reported_with_byte_offset(tmp_path):
-    path = write(tmp_path / "latin1.tsv", b"sentence\tlabel\nfine film\t1\ncaf\xe9 noir\t0\n")  # 15 + 12 + 3 bytes precede 0xe9
+    path = write(
+        tmp_path / "latin1.tsv", b"sentence\tlabel\nfine film\t1\ncaf\xe9 noir\t0\n"
+    )  # 15 + 12 + 3 bytes precede 0xe9
     result = read_glue_tsv(path)
     assert [str(p) for p in result.problems] == [f"{path}:line 3: not valid UTF-8 (byte offset 30: 0xe9)"]
     assert (result.rows_read, result.rows_accepted, result.rows_rejected) == (2, 1, 1)
@@ -89,12 +100,22 @@ def test_glue_tsv_problems_and_unlabelled_files(tmp_path):
     ]
     assert reconciles(result)
     unlabelled = read_glue_tsv(write(tmp_path / "test.tsv", "index\tsentence\n0\tuneasy mishmash .\n"))
-    assert unlabelled.labelled is False and unlabelled.examples[0].label is None and unlabelled.notes["unlabelled_file"] == 1
+    assert (
+        unlabelled.labelled is False
+        and unlabelled.examples[0].label is None
+        and unlabelled.notes["unlabelled_file"] == 1
+    )
 
 
 def test_ag_news_escapes_and_field_count(tmp_path):
-    assert clean_ag_news_text("A second\\team won \\$10 million, it #39;s said  #151; &lt;b&gt;") == "A second team won $10 million, it's said — <b>"
-    path = write(tmp_path / "news.csv", '"3","Fears for T N","Unions say\\they are  #39;disappointed #39;"\n"9","only two"\n"2","",""\n')
+    assert (
+        clean_ag_news_text("A second\\team won \\$10 million, it #39;s said  #151; &lt;b&gt;")
+        == "A second team won $10 million, it's said — <b>"
+    )
+    path = write(
+        tmp_path / "news.csv",
+        '"3","Fears for T N","Unions say\\they are  #39;disappointed #39;"\n"9","only two"\n"2","",""\n',
+    )
     result = read_ag_news(path)
     assert result.examples == [TextExample("news.csv:1", "Fears for T N Unions say they are 'disappointed'", "3")]
     assert [str(p) for p in result.problems] == [
@@ -115,7 +136,13 @@ def test_generic_csv_jsonl_parquet_with_configurable_columns(tmp_path):
     ]
     assert reconciles(result)
 
-    jsonl = write(tmp_path / "t.jsonl", json.dumps({"text": "ok", "label": 1}) + "\n{broken\n" + json.dumps({"text": "x", "label": float("nan")}) + "\n")
+    jsonl = write(
+        tmp_path / "t.jsonl",
+        json.dumps({"text": "ok", "label": 1})
+        + "\n{broken\n"
+        + json.dumps({"text": "x", "label": float("nan")})
+        + "\n",
+    )
     result = read_table(jsonl, fmt="jsonl")
     assert [(e.text, e.label) for e in result.examples] == [("ok", "1")]
     assert [p.location for p in result.problems] == ["line 2", "line 3"]
@@ -180,7 +207,9 @@ def test_token_rows_in_jsonl_check_token_and_tag_counts(tmp_path):
         {"id": 4, "tokens": [], "tags": []},
     ]
     path = write(tmp_path / "ner.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-    result = read_table(path, fmt="jsonl", id_column="id", tokens_column="tokens", tags_column="tags", label_column=None)
+    result = read_table(
+        path, fmt="jsonl", id_column="id", tokens_column="tokens", tags_column="tags", label_column=None
+    )
     assert [(e.tokens, e.tags) for e in result.examples] == [(["Paris", "is", "big"], ["B-LOC", "O", "O"])]
     assert [str(p) for p in result.problems] == [
         f"{path}:line 2 (id 2): 2 tokens but 1 tags",
@@ -205,14 +234,40 @@ def test_hf_dataset_offline_fails_with_a_clear_message(monkeypatch):
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    with pytest.raises(ConfigError, match=r"hf:glue/sst2: cannot load Hugging Face dataset 'glue' \(config 'sst2', split 'train'\).*Is the hub reachable\?"):
+    with pytest.raises(
+        ConfigError,
+        match=r"hf:glue/sst2: cannot load Hugging Face dataset 'glue' \(config 'sst2', split 'train'\)"
+        r".*Is the hub reachable\?",
+    ):
         read_hf_dataset("hf:glue/sst2", split="train", text_column="sentence")
 
 
 def test_hf_task_config_keeps_the_source_name():
     from mtl_model.config import PipelineConfig
 
-    config = PipelineConfig.model_validate({"tasks": [{"name": "s", "kind": "sentence", "format": "hf", "files": {"train": "hf:glue/sst2", "test": "hf:glue/sst2:validation"}}]})
+    config = PipelineConfig.model_validate(
+        {
+            "tasks": [
+                {
+                    "name": "s",
+                    "kind": "sentence",
+                    "format": "hf",
+                    "files": {"train": "hf:glue/sst2", "test": "hf:glue/sst2:validation"},
+                }
+            ]
+        }
+    )
     assert config.resolve_data_path("hf:glue/sst2", Path("/anywhere")) == "hf:glue/sst2"
     with pytest.raises(ValueError, match="format 'hf' and files named 'hf:"):
-        PipelineConfig.model_validate({"tasks": [{"name": "s", "kind": "sentence", "format": "csv", "files": {"train": "hf:glue/sst2", "test": "x.csv"}}]})
+        PipelineConfig.model_validate(
+            {
+                "tasks": [
+                    {
+                        "name": "s",
+                        "kind": "sentence",
+                        "format": "csv",
+                        "files": {"train": "hf:glue/sst2", "test": "x.csv"},
+                    }
+                ]
+            }
+        )

@@ -49,14 +49,18 @@ def test_wnut17_dev_quirks_are_counted(shared_data):
 @pytest.mark.parametrize("name", ["three_task", "wnut17"])
 def test_real_data_configs_validate_every_file(shared_data, name):
     from mtl_model.config import plan_run
-    from mtl_model.steps import validate_step
+    from mtl_model.options import RunOptions
+    from mtl_model.steps import validate
 
-    plan = plan_run(REPO_ROOT / f"data/configs/{name}.yaml", data_dir=shared_data)
-    reports = validate_step(plan.config.tasks, plan.files, plan.config.tokenize)
-    assert all(r["rows_rejected"] == 0 and r["rows_read"] == r["rows_accepted"] for rs in reports.values() for r in rs)
+    plan = plan_run(RunOptions(config_path=REPO_ROOT / f"data/configs/{name}.yaml", data_dir=shared_data))
+    reports = validate(plan.config.tasks, plan.files, plan.config.tokenize)
+    assert all(r.rows_rejected == 0 and r.rows_read == r.rows_accepted for rs in reports.tasks.values() for r in rs)
 
 
-@pytest.mark.parametrize(("path", "rows", "labelled"), [("sst2/train.tsv", 67349, True), ("sst2/dev.tsv", 872, True), ("sst2/test.tsv", 1821, False)])
+@pytest.mark.parametrize(
+    ("path", "rows", "labelled"),
+    [("sst2/train.tsv", 67349, True), ("sst2/dev.tsv", 872, True), ("sst2/test.tsv", 1821, False)],
+)
 def test_sst2_counts(shared_data, path, rows, labelled):
     result = read_glue_tsv(shared_data / path)
     assert (result.rows_read, result.rows_accepted, result.labelled) == (rows, rows, labelled)

@@ -23,14 +23,24 @@ from mtl_model.vocab import SPECIAL_TOKENS, VocabConfig, build_tokenizer, save_t
 TINY = dict(d_model=32, num_heads=2, num_layers=2, ff_dim=64)
 
 POSITIVE = [
-    "i loved this film", "a wonderful and moving story", "great acting and a great script",
-    "what a delightful surprise", "the best movie of the year", "brilliant, funny and warm",
-    "i enjoyed every minute", "a joyful, beautiful picture",
+    "i loved this film",
+    "a wonderful and moving story",
+    "great acting and a great script",
+    "what a delightful surprise",
+    "the best movie of the year",
+    "brilliant, funny and warm",
+    "i enjoyed every minute",
+    "a joyful, beautiful picture",
 ]
 NEGATIVE = [
-    "i hated this film", "a boring and tedious story", "terrible acting and a weak script",
-    "what a dreadful mess", "the worst movie of the year", "dull, clumsy and cold",
-    "i regretted every minute", "an ugly, pointless picture",
+    "i hated this film",
+    "a boring and tedious story",
+    "terrible acting and a weak script",
+    "what a dreadful mess",
+    "the worst movie of the year",
+    "dull, clumsy and cold",
+    "i regretted every minute",
+    "an ugly, pointless picture",
 ]
 
 
@@ -122,7 +132,10 @@ def test_padding_does_not_change_sentence_embedding(norm, grad):
         long = pool(encoder({"input_ids": padded_ids, "attention_mask": mask}))["sentence_embedding"]
         # In a batch beside a longer sentence, too.
         other = torch.tensor([[2, 30, 31, 32, 33, 34, 35, 36, 37, 38, 3]])
-        batch = {"input_ids": torch.cat([padded_ids, other]), "attention_mask": torch.cat([mask, torch.ones_like(other)])}
+        batch = {
+            "input_ids": torch.cat([padded_ids, other]),
+            "attention_mask": torch.cat([mask, torch.ones_like(other)]),
+        }
         batched = pool(encoder(batch))["sentence_embedding"][:1]
     assert short.shape == (1, 32)
     torch.testing.assert_close(long, short, atol=1e-5, rtol=0)
@@ -158,7 +171,12 @@ def test_sinusoidal_table_values():
 def test_overfits_one_batch(tokenizer, norm):
     torch.manual_seed(0)
     config = ScratchEncoderConfig(
-        vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, dropout=0.0, norm=norm, max_positions=64, **TINY
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        dropout=0.0,
+        norm=norm,
+        max_positions=64,
+        **TINY,
     )
     model = nn.Sequential(ScratchEncoder(config), Pooling("mean"))
     head = nn.Linear(config.d_model, 2)
@@ -213,7 +231,9 @@ def test_from_pretrained_errors_name_the_file(tmp_path):
 
 @pytest.mark.parametrize("kind", ["wordpiece", "word_level"])
 def test_tokenizer_save_load_round_trip(tmp_path, kind):
-    tokenizer = build_tokenizer(POSITIVE + NEGATIVE, VocabConfig(kind=kind, vocab_size=200, min_frequency=1), model_max_length=64)
+    tokenizer = build_tokenizer(
+        POSITIVE + NEGATIVE, VocabConfig(kind=kind, vocab_size=200, min_frequency=1), model_max_length=64
+    )
     save_tokenizer(tokenizer, tmp_path)
     assert (tmp_path / "tokenizer.json").is_file()
     loaded = AutoTokenizer.from_pretrained(tmp_path)
@@ -250,7 +270,9 @@ def test_special_tokens_come_first():
 @pytest.mark.parametrize("lowercase", [True, False])
 def test_lowercase_switch(lowercase):
     texts = ["Apple apple", "Apple apple"]
-    tokenizer = build_tokenizer(texts, VocabConfig(kind="word_level", lowercase=lowercase, min_frequency=1), model_max_length=32)
+    tokenizer = build_tokenizer(
+        texts, VocabConfig(kind="word_level", lowercase=lowercase, min_frequency=1), model_max_length=32
+    )
     vocab = tokenizer.get_vocab()
     assert "apple" in vocab
     assert ("Apple" in vocab) is not lowercase

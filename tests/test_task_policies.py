@@ -38,4 +38,6 @@ def test_cache_key_follows_content_not_path_or_mtime(tmp_path):
     b.write_text("other bytes")
     assert content_key("step", inputs=[a], config={"x": 1}) != content_key("step", inputs=[b], config={"x": 1})
     assert content_key("step", inputs=[a], config={"x": 1}) != content_key("step", inputs=[a], config={"x": 2})
-    assert content_key("step", inputs=["hf:glue/sst2"], config={}) == content_key("step", inputs=["hf:glue/sst2"], config={})
+    assert content_key("step", inputs=["hf:glue/sst2"], config={}) == content_key(
+        "step", inputs=["hf:glue/sst2"], config={}
+    )

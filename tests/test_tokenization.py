@@ -32,8 +32,23 @@ def test_alignment_rule_on_a_hand_written_sentence(minilm_tokenizer):
     tags = ["B-PER", "I-PER", "O", "B-LOC", "O", "O"]
     encoding = minilm_tokenizer(words, is_split_into_words=True)
     assert minilm_tokenizer.convert_ids_to_tokens(encoding["input_ids"]) == [
-        "[CLS]", "nk", "##osa", "##zan", "##a", "dl", "##ami", "##ni", "-", "zu", "##ma",
-        "visited", "wolf", "##sburg", "on", "tuesday", "[SEP]",
+        "[CLS]",
+        "nk",
+        "##osa",
+        "##zan",
+        "##a",
+        "dl",
+        "##ami",
+        "##ni",
+        "-",
+        "zu",
+        "##ma",
+        "visited",
+        "wolf",
+        "##sburg",
+        "on",
+        "tuesday",
+        "[SEP]",
     ]
     labels, word_index = align_labels_to_subwords(encoding.word_ids(), [NER_LABELS.index(t) for t in tags])
     X = IGNORE_INDEX
@@ -43,7 +58,10 @@ def test_alignment_rule_on_a_hand_written_sentence(minilm_tokenizer):
 
 
 def test_alignment_of_adjacent_words_and_specials():
-    assert align_labels_to_subwords([None, 0, 1, 1, 2, None], [5, 6, 7]) == ([X := IGNORE_INDEX, 5, 6, X, 7, X], [-1, 0, 1, -1, 2, -1])
+    assert align_labels_to_subwords([None, 0, 1, 1, 2, None], [5, 6, 7]) == (
+        [X := IGNORE_INDEX, 5, 6, X, 7, X],
+        [-1, 0, 1, -1, 2, -1],
+    )
 
 
 def test_encode_counts_truncation_and_pads_to_fixed_width(tmp_path, minilm_tokenizer):

@@ -65,7 +65,11 @@ def test_total_steps_from_epochs_or_max_steps():
 def test_precision_resolution():
     assert resolve_precision("cpu", "fp32") == "fp32" and resolve_precision("cpu", "bf16") == "bf16"
     assert resolve_precision("cpu", "auto") in ("fp32", "bf16")
-    assert autocast_dtype("bf16") is torch.bfloat16 and autocast_dtype("fp16") is torch.float16 and autocast_dtype("fp32") is None
+    assert (
+        autocast_dtype("bf16") is torch.bfloat16
+        and autocast_dtype("fp16") is torch.float16
+        and autocast_dtype("fp32") is None
+    )
     with pytest.raises(ConfigError, match="precision must be auto, fp32, bf16 or fp16"):
         resolve_precision("cpu", "fp8")
 
@@ -76,7 +80,9 @@ def test_every_precision_trains(tiny_backbone, precision):
     from tests.test_model import one_batch_split, tiny_model
 
     model = tiny_model(tiny_backbone)
-    config = TrainConfig(max_steps=40, batch_size=8, learning_rate=3e-3, head_learning_rate=3e-3, warmup_ratio=0.0, precision=precision)
+    config = TrainConfig(
+        max_steps=40, batch_size=8, learning_rate=3e-3, head_learning_rate=3e-3, warmup_ratio=0.0, precision=precision
+    )
     result = train_multitask(model, {"topic": one_batch_split(seed=2)}, config, device="cpu", precision=precision)
     assert result.precision == precision
     assert result.losses[-1] < 0.5 * result.losses[0], (result.losses[0], result.losses[-1])

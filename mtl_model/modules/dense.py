@@ -14,11 +14,10 @@ class Dense(nn.Module):
         self.linear = nn.Linear(in_features, out_features)
         self.activation = nn.Tanh()
 
-    def get_config(self) -> dict:
-        return {"in_features": self.linear.in_features, "out_features": self.linear.out_features, "activation": "tanh"}
-
     def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         embedding = features["sentence_embedding"]  # (B, H)
         if embedding.shape[-1] != self.linear.in_features:
-            raise ValueError(f"sentence_embedding {tuple(embedding.shape)} does not fit Dense input ({self.linear.in_features})")
+            raise ValueError(
+                f"sentence_embedding {tuple(embedding.shape)} does not fit Dense input ({self.linear.in_features})"
+            )
         return {**features, "sentence_embedding": self.activation(self.linear(embedding))}  # (B, D)

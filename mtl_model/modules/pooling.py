@@ -17,14 +17,13 @@ class Pooling(nn.Module):
             raise ValueError(f"pooling mode must be one of {POOLING_MODES}, got {mode!r}")
         self.mode = mode
 
-    def get_config(self) -> dict:
-        return {"mode": self.mode}
-
     def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         tokens = features["token_embeddings"]  # (B, T, H)
         mask = features["attention_mask"]  # (B, T)
         if tokens.shape[:2] != mask.shape:
-            raise ValueError(f"token_embeddings {tuple(tokens.shape)} and attention_mask {tuple(mask.shape)} differ in (B, T)")
+            raise ValueError(
+                f"token_embeddings {tuple(tokens.shape)} and attention_mask {tuple(mask.shape)} differ in (B, T)"
+            )
         keep = mask.unsqueeze(-1).to(tokens.dtype)  # (B, T, 1)
         if self.mode == "cls":
             pooled = tokens[:, 0]

@@ -13,20 +13,18 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from torch import nn
+
+from mtl_model.base import StrictModel
 
 MODEL_TYPE = "mtl_scratch"
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+SCRATCH_LORA_TARGETS = ("linear1", "linear2")  # nn.TransformerEncoderLayer's feed-forward Linear layers
 
 
-class _Strict(BaseModel):
-    # Own base (not mtl_model.config's): mtl_model.config imports the modules, importing it here would be a cycle.
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
-
-
-class ScratchArchitecture(_Strict):
+class ScratchArchitecture(StrictModel):
     """Shape of a from-scratch encoder as a user configures it (`model.scratch`)."""
 
     d_model: int = Field(128, ge=1)
@@ -54,7 +52,9 @@ class ScratchArchitecture(_Strict):
         if self.d_model % self.num_heads:
             raise ValueError(f"num_heads ({self.num_heads}) must divide d_model ({self.d_model})")
         if self.positions == "sinusoidal" and self.d_model % 2:
-            raise ValueError(f"positions 'sinusoidal' needs an even d_model (sin/cos pairs), got d_model {self.d_model}")
+            raise ValueError(
+                f"positions 'sinusoidal' needs an even d_model (sin/cos pairs), got d_model {self.d_model}"
+            )
         return self
 
 
@@ -78,7 +78,9 @@ def sinusoidal_table(num_positions: int, d_model: int) -> torch.Tensor:
     if d_model % 2:
         raise ValueError(f"sinusoidal positions need an even d_model, got {d_model}")
     position = torch.arange(num_positions, dtype=torch.float64).unsqueeze(1)  # (P, 1)
-    inverse_frequency = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float64) * (-math.log(10000.0) / d_model))  # (d/2,)
+    inverse_frequency = torch.exp(
+        torch.arange(0, d_model, 2, dtype=torch.float64) * (-math.log(10000.0) / d_model)
+    )  # (d/2,)
     angles = position * inverse_frequency  # (P, d/2)
     table = torch.zeros(num_positions, d_model, dtype=torch.float64)
     table[:, 0::2] = torch.sin(angles)
@@ -115,8 +117,13 @@ class ScratchEncoder(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.layers = nn.ModuleList(
             nn.TransformerEncoderLayer(
-                d, config.num_heads, config.ff_dim, config.dropout, config.activation,
-                batch_first=True, norm_first=config.norm == "pre",
+                d,
+                config.num_heads,
+                config.ff_dim,
+                config.dropout,
+                config.activation,
+                batch_first=True,
+                norm_first=config.norm == "pre",
             )
             for _ in range(config.num_layers)
         )
@@ -140,7 +147,9 @@ class ScratchEncoder(nn.Module):
     def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         input_ids, attention_mask = features["input_ids"], features["attention_mask"]
         if input_ids.shape != attention_mask.shape:
-            raise ValueError(f"input_ids {tuple(input_ids.shape)} and attention_mask {tuple(attention_mask.shape)} differ")
+            raise ValueError(
+                f"input_ids {tuple(input_ids.shape)} and attention_mask {tuple(attention_mask.shape)} differ"
+            )
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must be (B, T), got {tuple(input_ids.shape)}")
         _, T = input_ids.shape

@@ -25,7 +25,9 @@ class Transformer(nn.Module):
         """
         stacks = [m for m in self.auto_model.modules() if isinstance(m, nn.ModuleList) and len(m) > 0]
         if not stacks:
-            raise ValueError(f"{type(self.auto_model).__name__} has no layer stack (nn.ModuleList) to address by layer")
+            raise ValueError(
+                f"{type(self.auto_model).__name__} has no layer stack (nn.ModuleList) to address by layer"
+            )
         stack = max(stacks, key=lambda m: sum(p.numel() for p in m.parameters()))
         in_stack = {id(p) for p in stack.parameters()}
         rest = [p for p in self.auto_model.parameters() if id(p) not in in_stack]
@@ -34,6 +36,8 @@ class Transformer(nn.Module):
     def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         input_ids, attention_mask = features["input_ids"], features["attention_mask"]
         if input_ids.shape != attention_mask.shape:
-            raise ValueError(f"input_ids {tuple(input_ids.shape)} and attention_mask {tuple(attention_mask.shape)} differ")
+            raise ValueError(
+                f"input_ids {tuple(input_ids.shape)} and attention_mask {tuple(attention_mask.shape)} differ"
+            )
         output = self.auto_model(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
         return {**features, "token_embeddings": output.last_hidden_state}  # (B, T, H)

@@ -33,10 +33,14 @@ class TaskData:
 
 def read_task_file(spec: TaskSpec, path: Path | str, split: str = "train") -> ReadResult:
     """Dispatch on the task's configured format."""
-    token_columns = {"tokens_column": spec.tokens_column, "tags_column": spec.tags_column} if spec.kind != "sentence" else {}
+    token_columns = (
+        {"tokens_column": spec.tokens_column, "tags_column": spec.tags_column} if spec.kind != "sentence" else {}
+    )
     label_column = None if spec.kind == "token" else spec.label_column
     if spec.format == "hf":
-        return read_hf_dataset(str(path), split=split, text_column=spec.text_column, label_column=label_column, **token_columns)
+        return read_hf_dataset(
+            str(path), split=split, text_column=spec.text_column, label_column=label_column, **token_columns
+        )
     if spec.format == "conll":
         return read_conll(path, tag_column=spec.tag_column, tag_scheme=spec.tag_scheme, invalid_bio=spec.invalid_bio)
     if spec.format == "glue_tsv":
@@ -44,7 +48,11 @@ def read_task_file(spec: TaskSpec, path: Path | str, split: str = "train") -> Re
     if spec.format == "ag_news":
         return read_ag_news(path)
     return read_table(
-        path, fmt=spec.format, text_column=spec.text_column, label_column=label_column, id_column=spec.id_column,
+        path,
+        fmt=spec.format,
+        text_column=spec.text_column,
+        label_column=label_column,
+        id_column=spec.id_column,
         **token_columns,
     )
 
@@ -105,10 +113,14 @@ def load_task_data(spec: TaskSpec, paths: dict[str, Path | str], *, on_invalid: 
     All problems of all files are collected before failing, so the user sees them at once.
     With `on_invalid="skip"`, bad rows are dropped and counted instead.
     """
-    results = {split: read_task_file(spec, path, "train" if split == "all" else split) for split, path in paths.items()}
+    results = {
+        split: read_task_file(spec, path, "train" if split == "all" else split) for split, path in paths.items()
+    }
     missing_labels = [r for r in results.values() if not r.labelled]
     problems = [p for r in results.values() for p in r.problems]
-    problems += [Problem(r.path, "", "file has no label column; every split of a task must be labelled") for r in missing_labels]
+    problems += [
+        Problem(r.path, "", "file has no label column; every split of a task must be labelled") for r in missing_labels
+    ]
 
     train_key = "all" if "all" in results else "train"
     train = results[train_key].examples
@@ -116,7 +128,7 @@ def load_task_data(spec: TaskSpec, paths: dict[str, Path | str], *, on_invalid: 
     tag_labels = _tag_set(spec.tag_labels, train) if spec.kind == "joint" else None
     allowed_labels = set() if spec.kind == "token" else set(labels)
     allowed_tags = set(labels) if spec.kind == "token" else set(tag_labels or [])
-    for split, result in results.items():
+    for result in results.values():
         kept = []
         for example in result.examples:
             unknown = sorted(
@@ -126,7 +138,11 @@ def load_task_data(spec: TaskSpec, paths: dict[str, Path | str], *, on_invalid: 
             if unknown:
                 where = example.row_id.split(":", 1)[1]
                 where = f"line {where}" if where.isdigit() else where
-                problems.append(Problem(result.path, where, f"label(s) {unknown} not in the label set {labels + (tag_labels or [])}"))
+                problems.append(
+                    Problem(
+                        result.path, where, f"label(s) {unknown} not in the label set {labels + (tag_labels or [])}"
+                    )
+                )
                 result.rows_rejected += 1
             else:
                 kept.append(example)
@@ -136,10 +152,14 @@ def load_task_data(spec: TaskSpec, paths: dict[str, Path | str], *, on_invalid: 
     if problems and on_invalid == "fail":
         raise DataValidationError(problems)
     if len(labels) < 2:
-        raise DataValidationError([Problem(results[train_key].path, "", f"task {spec.name!r} needs at least 2 labels, found {labels}")])
+        raise DataValidationError(
+            [Problem(results[train_key].path, "", f"task {spec.name!r} needs at least 2 labels, found {labels}")]
+        )
 
     if "all" in results:
         splits = stratified_split(results["all"].examples, spec.split)
     else:
         splits = {split: result.examples for split, result in results.items()}
-    return TaskData(spec=spec, splits=splits, labels=labels, reports=[r.summary() for r in results.values()], tag_labels=tag_labels)
+    return TaskData(
+        spec=spec, splits=splits, labels=labels, reports=[r.summary() for r in results.values()], tag_labels=tag_labels
+    )

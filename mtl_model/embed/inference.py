@@ -1,0 +1,158 @@
+"""The model's side of embedding: tokenize texts, embed token ids in length-sorted batches, choose the precision
+once per run, and keep one loaded model per process.
+
+Speed without changing results: rows are sorted by token count so each batch pads only to its own longest row
+(then put back in order), inference mode, and reduced precision only where it keeps every embedding within
+cosine `COSINE_FLOOR` of fp32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import TYPE_CHECKING, Literal, cast
+
+import numpy as np
+import torch
+
+from mtl_model.device import autocast_dtype, cpu_has_bf16
+from mtl_model.model import MultiTaskModel
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+Precision = Literal["fp32", "bf16", "fp16"]
+RequestedPrecision = Literal["auto", "fp32", "bf16", "fp16"]
+
+COSINE_FLOOR = 0.9999  # reduced precision is used only when it keeps embeddings this close to fp32
+# Batches of texts this short run in fp32: few tokens average out no rounding, and they cost nothing.
+FP32_MAX_TOKENS = 8
+
+
+def encode_texts(
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+    max_length: int,
+) -> tuple[list[list[int]], int]:
+    """Token ids per text (special tokens included, cut to `max_length`) and how many texts were cut."""
+    encoded = tokenizer(texts, truncation=True, max_length=max_length + 1, return_attention_mask=False)["input_ids"]
+    long_rows = [i for i, ids in enumerate(encoded) if len(ids) > max_length]
+    if long_rows:  # re-encode the long ones properly so they still end with the special tokens
+        cut = tokenizer(
+            [texts[i] for i in long_rows],
+            truncation=True,
+            max_length=max_length,
+            return_attention_mask=False,
+        )["input_ids"]
+        for row, ids in zip(long_rows, cut):
+            encoded[row] = ids
+    return encoded, len(long_rows)
+
+
+@torch.inference_mode()
+def embed_token_ids(
+    model: MultiTaskModel,
+    encoded: list[list[int]],
+    *,
+    batch_size: int,
+    device: str,
+    precision: str = "fp32",
+    pad_id: int = 0,
+) -> np.ndarray:
+    """(N, D) float32 embeddings in input order. Rows are sorted by length so each batch pads only to its
+    own longest row, then put back in order."""
+    model.eval()
+    lengths = np.array([len(ids) for ids in encoded])  # (N,)
+    order = np.argsort(-lengths, kind="stable")  # (N,)
+    out = np.zeros((len(encoded), model.embedding_dim), dtype=np.float32)  # (N, D)
+    dtype = autocast_dtype(precision)
+    device_type = device.split(":")[0]
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]  # (B,)
+        width = int(lengths[rows].max())
+        input_ids = np.full((len(rows), width), pad_id, dtype=np.int64)  # (B, T)
+        mask = np.zeros((len(rows), width), dtype=np.int64)  # (B, T)
+        for index, row in enumerate(rows):
+            input_ids[index, : lengths[row]] = encoded[row]
+            mask[index, : lengths[row]] = 1
+        reduced = dtype is not None and width > FP32_MAX_TOKENS  # short texts stay fp32, see FP32_MAX_TOKENS
+        with torch.autocast(device_type=device_type, dtype=dtype) if reduced else contextlib.nullcontext():
+            features = model(torch.from_numpy(input_ids).to(device), torch.from_numpy(mask).to(device))
+        out[rows] = features["sentence_embedding"].float().cpu().numpy()  # (B, D)
+    return out
+
+
+def embed_texts(
+    model: MultiTaskModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+    *,
+    batch_size: int,
+    device: str,
+    precision: str = "fp32",
+) -> tuple[np.ndarray, int]:
+    """(N, D) embeddings of in-memory texts, in order, and how many were truncated."""
+    encoded, truncated = encode_texts(tokenizer, list(texts), model.config.max_seq_length)
+    pad_id = tokenizer.pad_token_id or 0
+    embeddings = embed_token_ids(
+        model,
+        encoded,
+        batch_size=batch_size,
+        device=device,
+        precision=precision,
+        pad_id=pad_id,
+    )
+    return embeddings, truncated  # (N, D), count
+
+
+def choose_precision(
+    model: MultiTaskModel,
+    tokenizer: PreTrainedTokenizerBase,
+    sample_texts: list[str],
+    *,
+    device: str,
+    requested: RequestedPrecision | str,
+    batch_size: int,
+) -> tuple[Precision, float | None]:
+    """Decide the embedding precision once. `auto`: bf16 where the device computes it natively (fp16 on GPUs
+    without bf16) if, on `sample_texts`, every embedding keeps cosine ≥ 0.9999 with fp32; else fp32.
+    Returns the precision and the smallest cosine measured (None when nothing was compared)."""
+    if requested != "auto":
+        return cast(Precision, requested), None
+    candidate: Precision
+    if device.startswith("cuda"):
+        candidate = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    elif cpu_has_bf16():
+        candidate = "bf16"
+    else:
+        return "fp32", None
+    if not sample_texts:
+        return "fp32", None
+    reference, _ = embed_texts(model, tokenizer, sample_texts, batch_size=batch_size, device=device, precision="fp32")
+    reduced, _ = embed_texts(model, tokenizer, sample_texts, batch_size=batch_size, device=device, precision=candidate)
+    cosine = float(min_cosine(reference, reduced))
+    return (candidate if cosine >= COSINE_FLOOR else "fp32"), cosine
+
+
+def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """The smallest row-wise cosine similarity of two (N, D) arrays."""
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)  # (N, D)
+    norms = np.linalg.norm(a64, axis=1) * np.linalg.norm(b64, axis=1)  # (N,)
+    return float(np.min(np.sum(a64 * b64, axis=1) / np.maximum(norms, 1e-12)))
+
+
+# Per-process state, on purpose: a worker that runs many shards loads the model once (keyed by folder and
+# content fingerprint, so a retrained model is reloaded), and its shard threads take turns on it.
+_MODELS: dict[tuple[str, str, str], tuple[MultiTaskModel, PreTrainedTokenizerBase]] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def load_model_once(model_dir: str, fingerprint: str, device: str) -> tuple[MultiTaskModel, PreTrainedTokenizerBase]:
+    """One loaded model per process (and fingerprint), shared by the planning step and the shards a worker runs."""
+    key = (model_dir, fingerprint, device)
+    with _MODELS_LOCK:
+        if key not in _MODELS:
+            _MODELS.clear()
+            model, tokenizer = MultiTaskModel.load(model_dir, map_location=device)
+            _MODELS[key] = (model, cast("PreTrainedTokenizerBase", tokenizer))
+        return _MODELS[key]
