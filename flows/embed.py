@@ -17,6 +17,7 @@ from mtl_model.config import DeviceChoice, EmbedConfig
 from mtl_model.device import resolve_device
 from mtl_model.embed import EmbeddingResult
 from mtl_model.errors import ConfigError, DataValidationError
+from mtl_model.lock import output_lock
 from mtl_model.runtime import quiet_third_party
 from tasks.embed import embed as embed_step
 
@@ -39,7 +40,8 @@ def embed(
         device: `auto` picks CUDA when available, else CPU.
     """
     quiet_third_party()
-    return embed_step(model_dir, corpus, config, resolve_device(device), out)
+    with output_lock(out):
+        return embed_step(model_dir, corpus, config, resolve_device(device), out)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -56,7 +56,7 @@ def run_cli(
     exclude: set[str] = frozenset(),
 ) -> int:
     """Parse options into `model`, call `run(options)`, print the summary; bad input or config → message, exit 2."""
-    from mtl_model.errors import ConfigError, DataValidationError
+    from mtl_model.errors import ConfigError, DataValidationError, describe_os_error, is_user_fixable
     from mtl_model.pipeline import RunResult, format_summary
 
     try:
@@ -64,6 +64,11 @@ def run_cli(
         result = run(options)
     except (DataValidationError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if not is_user_fixable(exc):
+            raise
+        print(f"error: {describe_os_error(exc)}", file=sys.stderr)
         return 2
     if args.json:
         print(result.model_dump_json(indent=2))
@@ -141,6 +146,7 @@ def run_plain_embedding(argv: list[str]) -> int:
     """`python -m mtl_model embed …`: the embed step without Prefect (shards one after another)."""
     from mtl_model.device import resolve_device
     from mtl_model.errors import ConfigError, DataValidationError
+    from mtl_model.lock import output_lock
     from mtl_model.runtime import quiet_third_party
     from mtl_model.steps import embed
 
@@ -148,7 +154,8 @@ def run_plain_embedding(argv: list[str]) -> int:
     quiet_third_party()
     try:
         config = embed_config(args.overrides)
-        result = embed(args.model, args.corpus, config, device=resolve_device(args.device), out_dir=args.out)
+        with output_lock(args.out):
+            result = embed(args.model, args.corpus, config, device=resolve_device(args.device), out_dir=args.out)
     except (DataValidationError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

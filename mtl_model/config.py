@@ -107,6 +107,10 @@ class TaskSpec(StrictModel):
     """Column with the list of BIO tags (token tasks in `jsonl`, `parquet`, `hf`)."""
     labels: list[str] | None = None
     """The label set, in head order. When absent it is the sorted set of training labels."""
+    min_label_count: int = Field(2, ge=1)
+    """Only when `labels` (or a joint task's `tag_labels`) is absent: a label, or an entity type of the tags, found in
+    fewer training examples than this is reported as a probable typo (with its file and line) instead of becoming a
+    class of its own. Declare `labels:` to accept rare classes; 1 turns the check off."""
     tag_labels: list[str] | None = None
     """The tag set of a `joint` task's token head; when absent, every B-/I- pair of the training tags plus O."""
     split: SplitSpec = SplitSpec()
@@ -299,6 +303,9 @@ class EmbedConfig(StrictModel):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     """`auto`: bf16 where the device computes it natively (fp16 on GPUs without bf16) when, on the corpus's first rows,
     every embedding keeps cosine ≥ 0.9999 with fp32; otherwise fp32. The choice and the cosine are in the manifest."""
+    allow_duplicate_ids: bool = False
+    """Accept a corpus in which an id occurs on more than one row. By default every duplicated id is reported (with
+    the file and row of each occurrence) and nothing is written, since consumers join embeddings on the id."""
 
 
 class RemoteTrainingConfig(StrictModel):

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
+
+# Storage failures a retry cannot fix: the user must free space, fix permissions or choose another folder.
+USER_FIXABLE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST}
 
 
 @dataclass(frozen=True)
@@ -30,3 +37,21 @@ class DataValidationError(ValueError):
 
 class ConfigError(ValueError):
     """A configuration value is invalid; the message names the field."""
+
+
+def is_user_fixable(exc: BaseException) -> bool:
+    """Whether an OS error is one the user must fix (disk full, read-only, permissions, a file where a folder
+    goes): such errors are never retried and end a command-line run with exit 2."""
+    return isinstance(exc, OSError) and exc.errno in USER_FIXABLE_ERRNOS
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line naming the path and what is wrong; for a full disk also the bytes free there."""
+    path = exc.filename or "?"
+    message = f"{path}: {exc.strerror or exc}"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        existing = next((p for p in [Path(path), *Path(path).parents] if p.exists()), Path(os.sep))
+        message += f" ({shutil.disk_usage(existing).free:,} bytes free on that filesystem)"
+    elif exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        message += " (a file stands where the output folder goes: choose another --out)"
+    return message

@@ -103,17 +103,60 @@ def _umask() -> int:
         return 0o022
 
 
+def follow_umask(root: Path) -> None:
+    """Give a finished folder and everything in it the modes the umask gives new files (0644/0755 usually):
+    `mkdtemp` makes 0700 and some writers (safetensors) 0600, so another account on shared storage could read
+    the config but not the weights."""
+    umask = _umask()
+    root.chmod(0o777 & ~umask)
+    for path in root.rglob("*"):
+        if not path.is_symlink():
+            path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+
+
+FILES_MANIFEST = "_files.json"  # every file of a finished folder with its size and sha256
+
+
+def write_files_manifest(root: Path) -> None:
+    """Record every file under `root` (size and sha256) in `root/_files.json`, so a reader can tell a complete
+    folder from one with a deleted, truncated or changed file (`files_manifest_problems`)."""
+    files = {
+        str(path.relative_to(root)): {"bytes": path.stat().st_size, "sha256": file_sha256(path)}
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and path.name != FILES_MANIFEST
+    }
+    write_json_atomic(root / FILES_MANIFEST, {"format": "mtl-files/1", "files": files})
+
+
+def files_manifest_problems(root: str | Path) -> list[str]:
+    """What differs between a folder and its `_files.json`: one line per missing, resized or changed file
+    (empty: the folder is exactly what was written). A folder without a readable manifest is one problem."""
+    root = Path(root)
+    try:
+        files = json.loads((root / FILES_MANIFEST).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return [f"{root / FILES_MANIFEST}: missing or unreadable ({type(exc).__name__})"]
+    problems = []
+    for name, record in files.items():
+        path = root / name
+        if not path.is_file():
+            problems.append(f"{path}: missing")
+        elif path.stat().st_size != record["bytes"]:
+            problems.append(f"{path}: {path.stat().st_size} bytes, {record['bytes']} were written")
+        elif file_sha256(path) != record["sha256"]:
+            problems.append(f"{path}: contents changed since it was written (sha256 differs)")
+    return problems
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling directory; swap it in for `path` only if the block succeeds."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    temp.chmod(
-        0o777 & ~_umask()
-    )  # mkdtemp makes it 0700: give the finished folder the usual mode (shared storage, other users)
     try:
         yield temp
+        follow_umask(temp)
         if target.exists():
             retired = _temp_sibling(target)
             os.replace(target, retired)

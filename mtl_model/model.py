@@ -22,7 +22,8 @@ from pydantic import BaseModel, ConfigDict
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from mtl_model.io import atomic_dir
+from mtl_model.errors import ConfigError
+from mtl_model.io import FILES_MANIFEST, atomic_dir, files_manifest_problems, write_files_manifest
 from mtl_model.modules import Dense, Normalize, Pooling, SentenceHead, TokenHead, Transformer
 from mtl_model.modules.scratch import ScratchArchitecture, ScratchEncoder, ScratchEncoderConfig, is_scratch_encoder_dir
 
@@ -32,6 +33,17 @@ HEADS_NAME = "heads.safetensors"
 ENCODER_DIR = "encoder"
 SENTENCE_TRANSFORMER_DIR = "sentence-transformer"
 TAGS_SUFFIX = "_tags"  # a joint task `x` has a sentence head `x` and a token head `x_tags`
+
+
+class ModelFolderError(ConfigError):
+    """A model folder that differs from what was saved there (a file deleted, truncated or changed)."""
+
+
+def saved_model_problems(directory: str | Path) -> list[str]:
+    """Why `directory` is not a complete saved model (empty: it is exactly what `save` wrote)."""
+    if not (Path(directory) / CONFIG_NAME).is_file():
+        return [f"{Path(directory) / CONFIG_NAME}: missing"]
+    return files_manifest_problems(directory)
 
 
 class HeadSpec(BaseModel):
@@ -145,6 +157,7 @@ class MultiTaskModel(nn.Module):
             (temp / CONFIG_NAME).write_text(self.config.model_dump_json(indent=2) + "\n")
             if sentence_transformer and not isinstance(self.encoder, ScratchEncoder):
                 self.export_sentence_transformer(encoder_dir, temp / SENTENCE_TRANSFORMER_DIR)
+            write_files_manifest(temp)  # last: what a complete model folder holds (`saved_model_problems`)
 
     def export_sentence_transformer(self, encoder_dir: Path, target: Path) -> None:
         """Transformer → Pooling → Dense (Linear + Tanh) → Normalize as sentence-transformers modules, built with
@@ -181,6 +194,8 @@ class MultiTaskModel(nn.Module):
         config_path = directory / CONFIG_NAME
         if not config_path.is_file():
             raise FileNotFoundError(f"{directory} is not a saved multi-task model (no {CONFIG_NAME})")
+        if (directory / FILES_MANIFEST).is_file() and (problems := files_manifest_problems(directory)):
+            raise ModelFolderError(f"{directory} is not the model that was saved there: " + "; ".join(problems))
         config = MultiTaskModelConfig.model_validate(json.loads(config_path.read_text()))
         if config.format_version != FORMAT_VERSION:
             raise ValueError(

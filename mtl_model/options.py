@@ -14,7 +14,7 @@ from typing import Any, Literal, get_args, get_origin
 from pydantic import Field, field_validator
 
 from mtl_model.base import StrictModel
-from mtl_model.compare import DEFAULT_POLICIES
+from mtl_model.compare import DEFAULT_POLICIES, parse_entry
 from mtl_model.config import ComparisonEntry, DeviceChoice, FreezePolicyText, GpuMode, Override
 from mtl_model.freeze import parse_freeze_policy
 
@@ -64,6 +64,15 @@ class ComparisonOptions(RunOptions):
     policies: list[ComparisonEntry] = Field(default_factory=lambda: list(DEFAULT_POLICIES), min_length=1)
     """Freeze policies to compare; an entry may add settings for itself only,
     e.g. `none|train.layerwise_lr_decay=0.8`."""
+
+    @field_validator("policies", mode="before")
+    @classmethod
+    def _known_entries(cls, value: object) -> object:
+        if isinstance(value, list):
+            for entry in value:
+                if isinstance(entry, str):
+                    parse_entry(entry)  # its message names the entry and lists the valid policies
+        return value
 
 
 # Command-line spelling where it differs from the field name (`--tasks topic,ner` is a comma-separated list).

@@ -29,6 +29,7 @@ from mtl_model.contracts import (
 )
 from mtl_model.device import resolve_device, resolve_precision
 from mtl_model.embed import EmbeddingResult
+from mtl_model.lock import output_lock
 from mtl_model.options import ComparisonOptions, PipelineOptions
 from mtl_model.runtime import quiet_third_party
 
@@ -147,7 +148,13 @@ def train_and_evaluate(
 
 
 def run_pipeline(plan: RunPlan, *, device: str, precision: str, steps: Steps = PLAIN_STEPS) -> RunResult:
-    """Run every step for a resolved plan; returns metrics and where each output lies."""
+    """Run every step for a resolved plan, holding the output folder's lock; returns metrics and where each
+    output lies."""
+    with output_lock(plan.out_dir):
+        return _run_steps(plan, device=device, precision=precision, steps=steps)
+
+
+def _run_steps(plan: RunPlan, *, device: str, precision: str, steps: Steps) -> RunResult:
     out_dir = plan.out_dir
     tokenized = prepare_data(plan, steps)
     trained, metrics = train_and_evaluate(
@@ -212,7 +219,21 @@ def run_comparison(
     precision: dict[str, str],
     steps: Steps = PLAIN_STEPS,
 ) -> ComparisonResult:
-    """Tokenize once, train and evaluate each entry into `<out>/policies/<entry>/`, then write the table."""
+    """Tokenize once, train and evaluate each entry into `<out>/policies/<entry>/`, then write the table (holding
+    the output folder's lock)."""
+    with output_lock(base.out_dir):
+        return _compare(base, plans, folders, device=device, precision=precision, steps=steps)
+
+
+def _compare(
+    base: RunPlan,
+    plans: dict[str, RunPlan],
+    folders: dict[str, str],
+    *,
+    device: str,
+    precision: dict[str, str],
+    steps: Steps,
+) -> ComparisonResult:
     tokenized = prepare_data(base, steps)
     results = []
     for entry, plan in plans.items():

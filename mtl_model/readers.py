@@ -10,6 +10,9 @@ files are explicit here and counted in `ReadResult.notes`, never silent:
   break and becomes a space. HTML leftovers (` #39;`, `&lt;`) are unescaped. Text is title + " " +
   description.
 - CoNLL `-DOCSTART-` lines are document separators, not sentences.
+- Formats that define their labels say so (`format_label_space`): AG News class indices 1..N (N from a
+  `classes.txt` beside the file, else 4), GLUE TSV SST-2's 0/1. `task_data` holds labels to them when the
+  task config declares no `labels`.
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ class TokenExample:
     tokens: list[str]
     tags: list[str]
     label: str | None = None
+    lines: list[int] | None = field(default=None, compare=False, repr=False)
+    """The file line of each word, where the format has one word per line (CoNLL), for problems about one tag."""
 
 
 @dataclass
@@ -208,7 +213,7 @@ def read_conll(
                 result.problems.extend(sentence_problems)
                 result.rows_rejected += 1
             else:
-                result.examples.append(TokenExample(f"{path.name}:{lines[0]}", tokens, final_tags))
+                result.examples.append(TokenExample(f"{path.name}:{lines[0]}", tokens, final_tags, lines=lines))
         tokens, tags, lines, sentence_problems = [], [], [], []
 
     for number, line in _decoded_lines(path, result):
@@ -330,6 +335,47 @@ def read_ag_news(path: str | Path) -> ReadResult:
         else:
             result.examples.append(TextExample(f"{path.name}:{number}", text, label.strip()))
     return result
+
+
+# ------------------------------------------------------------------------- labels a format knows
+
+SST2_LABELS = ("0", "1")
+AG_NEWS_CLASSES = ("World", "Sports", "Business", "Sci/Tech")
+
+
+@dataclass(frozen=True)
+class LabelSpace:
+    """The labels a file format defines by itself, and how to say so in a problem message."""
+
+    labels: tuple[str, ...]
+    what: str  # "an AG News class index (1–4)"
+
+    def problem(self, label: str) -> str:
+        return (
+            f"label {label!r} is not {self.what}; if the data really has other labels, declare them with "
+            "`labels:` in the task config"
+        )
+
+
+def format_label_space(fmt: str, path: str | Path) -> LabelSpace | None:
+    """The label space of `ag_news` (class indices 1..N for the N lines of a `classes.txt` beside the file, else
+    AG News's 4 classes) and of `glue_tsv` (SST-2's 0/1); None for formats that take any label. It applies only
+    when the task config declares no `labels`."""
+    if fmt == "ag_news":
+        classes, source = list(AG_NEWS_CLASSES), "AG News's 4 classes"
+        try:
+            listed = (Path(path).parent / "classes.txt").read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError):
+            listed = []  # no classes.txt (or an unreadable one): AG News's own classes
+        if any(name.strip() for name in listed):
+            classes = [name.strip() for name in listed if name.strip()]
+            source = f"the {len(classes)} classes in classes.txt beside the file"
+        return LabelSpace(
+            tuple(str(i) for i in range(1, len(classes) + 1)), f"a class index 1–{len(classes)} ({source})"
+        )
+    if fmt == "glue_tsv":
+        return LabelSpace(SST2_LABELS, "0 or 1 (SST-2's labels)")
+    return None
 
 
 # ------------------------------------------------------------------------------ CSV, JSONL, Parquet

@@ -286,6 +286,7 @@ def plan_embedding(
         precision=config.precision,
         device=device,
         model_fingerprint=tree_sha256(model_dir)[:16],
+        allow_duplicate_ids=config.allow_duplicate_ids,
     )
 
 

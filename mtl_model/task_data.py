@@ -12,6 +12,7 @@ from mtl_model.readers import (
     ReadResult,
     TextExample,
     TokenExample,
+    format_label_space,
     read_ag_news,
     read_conll,
     read_glue_tsv,
@@ -107,11 +108,34 @@ def stratified_split(examples: list[TextExample | TokenExample], spec: SplitSpec
     return {"train": train, "validation": validation, "test": test}
 
 
+def _where(example: TextExample | TokenExample, result: ReadResult) -> str:
+    """The example's place as its reader named it: `line 12`, `line 3 (id b)`, `row 7`."""
+    for prefix in (result.path, Path(result.path).name):
+        if example.row_id.startswith(prefix + ":"):
+            where = example.row_id[len(prefix) + 1 :]
+            break
+    else:
+        where = example.row_id.split(":", 1)[-1]
+    return f"line {where}" if where.isdigit() else where
+
+
+def _entity_types(example: TextExample | TokenExample) -> set[str]:
+    return {tag[2:] for tag in _tags(example) if tag != "O"}
+
+
 def load_task_data(spec: TaskSpec, paths: dict[str, Path | str], *, on_invalid: str = "fail") -> TaskData:
     """Read every file of a task, check labels against the label set, and split when given one file.
 
     All problems of all files are collected before failing, so the user sees them at once.
     With `on_invalid="skip"`, bad rows are dropped and counted instead.
+
+    When the config declares no `labels` (a joint task's tags: no `tag_labels`), the label set comes from the
+    training split, and a typo there must not become a class of its own:
+    - a label outside the format's own label space (`format_label_space`: AG News 1..N, SST-2 0/1) is a problem
+      in every split;
+    - a training label in fewer than `spec.min_label_count` training examples, or a tag whose entity type is in
+      fewer training sentences (B-X and I-X count together, as they make the type's classes), is a problem at
+      each occurrence (each entity's first word for tags); it is left out of the label set.
     """
     results = {
         split: read_task_file(spec, path, "train" if split == "all" else split) for split, path in paths.items()
@@ -123,26 +147,83 @@ def load_task_data(spec: TaskSpec, paths: dict[str, Path | str], *, on_invalid: 
     ]
 
     train_key = "all" if "all" in results else "train"
-    train = results[train_key].examples
+    sentence_rule = spec.kind != "token" and spec.labels is None
+    tags_declared = spec.tag_labels if spec.kind == "joint" else spec.labels
+    tag_rule = spec.kind != "sentence" and tags_declared is None
+    tags_field = "tag_labels" if spec.kind == "joint" else "labels"
+    spaces = {split: format_label_space(spec.format, paths[split]) if sentence_rule else None for split in results}
+    train_space = spaces[train_key]
+    train = [
+        example
+        for example in results[train_key].examples
+        if train_space is None or all(label in train_space.labels for label in _sentence_labels(example))
+    ]
+    minimum = spec.min_label_count
+    label_counts = Counter(label for example in train for label in _sentence_labels(example))
+    type_counts = Counter(kind for example in train for kind in _entity_types(example))
+    rare_labels = {label: n for label, n in label_counts.items() if n < minimum} if sentence_rule else {}
+    rare_types = {kind: n for kind, n in type_counts.items() if n < minimum} if tag_rule else {}
+
     labels = _tag_set(spec.labels, train) if spec.kind == "token" else _label_set(spec.labels, train)
     tag_labels = _tag_set(spec.tag_labels, train) if spec.kind == "joint" else None
+    if spec.kind == "token":
+        labels = [tag for tag in labels if tag == "O" or tag[2:] not in rare_types]
+    else:
+        labels = [label for label in labels if label not in rare_labels]
+    if tag_labels is not None:
+        tag_labels = [tag for tag in tag_labels if tag == "O" or tag[2:] not in rare_types]
     allowed_labels = set() if spec.kind == "token" else set(labels)
     allowed_tags = set(labels) if spec.kind == "token" else set(tag_labels or [])
-    for result in results.values():
+
+    def rare_label(label: str) -> str:
+        return (
+            f"label {label!r} is in only {rare_labels[label]} training example(s), fewer than min_label_count "
+            f"{minimum}: a typo? If it is a real class, declare the task's labels with `labels:` in the config"
+        )
+
+    def rare_tag(tag: str) -> str:
+        kind = tag[2:]
+        return (
+            f"tag {tag!r}: entity type {kind!r} is in only {rare_types[kind]} training sentence(s), fewer than "
+            f"min_label_count {minimum}: a typo? If it is a real type, declare the task's tags with "
+            f"`{tags_field}:` in the config"
+        )
+
+    for split, result in results.items():
+        space, in_train = spaces[split], split == train_key
         kept = []
         for example in result.examples:
+            where = _where(example, result)
+            found: list[tuple[str, str]] = []  # (location, message)
+            flagged: set[str] = set()
+            for label in _sentence_labels(example):
+                if space is not None and label not in space.labels:
+                    found.append((where, space.problem(label)))
+                    flagged.add(label)
+                elif in_train and label in rare_labels:
+                    found.append((where, rare_label(label)))
+                    flagged.add(label)
+            tags = _tags(example)
+            for index, tag in enumerate(tags):
+                if not in_train or tag == "O" or tag[2:] not in rare_types:
+                    continue
+                flagged.add(tag)
+                if tag.startswith("B-") or index == 0 or tags[index - 1][2:] != tag[2:]:  # each entity once
+                    if example.lines is not None:
+                        found.append((f"line {example.lines[index]}", rare_tag(tag)))
+                    else:
+                        found.append((where, f"word {index + 1}: {rare_tag(tag)}"))
             unknown = sorted(
-                {label for label in _sentence_labels(example) if label not in allowed_labels}
-                | {tag for tag in _tags(example) if tag not in allowed_tags}
+                (
+                    {label for label in _sentence_labels(example) if label not in allowed_labels}
+                    | {tag for tag in tags if tag not in allowed_tags}
+                )
+                - flagged
             )
             if unknown:
-                where = example.row_id.split(":", 1)[1]
-                where = f"line {where}" if where.isdigit() else where
-                problems.append(
-                    Problem(
-                        result.path, where, f"label(s) {unknown} not in the label set {labels + (tag_labels or [])}"
-                    )
-                )
+                found.append((where, f"label(s) {unknown} not in the label set {labels + (tag_labels or [])}"))
+            if found:
+                problems.extend(Problem(result.path, location, message) for location, message in found)
                 result.rows_rejected += 1
             else:
                 kept.append(example)

@@ -35,7 +35,10 @@ from mtl_model.callbacks import (
     TrainerCallback,
     TrainLogCallback,
 )
-from mtl_model.checkpoint import Checkpointer  # it lived here; `from mtl_model.train import Checkpointer` still works
+from mtl_model.checkpoint import (
+    Checkpointer,  # it lived here; `from mtl_model.train import Checkpointer` still works
+    plain,
+)
 from mtl_model.config import TrainConfig
 from mtl_model.device import autocast_dtype
 from mtl_model.evaluate import evaluate_splits, primary_metric
@@ -95,6 +98,7 @@ class BatchStream:
         return self._batches.pop()
 
     def state_dict(self) -> dict:
+        """The rest of the current epoch, as lists of Python ints (a checkpoint holds no numpy objects)."""
         return {"batches": [batch.tolist() for batch in self._batches]}
 
     def load_state_dict(self, state: dict) -> None:
@@ -133,7 +137,7 @@ class TaskSampler:
         return [self.tasks[int(self.rng.choice(len(self.tasks), p=self.probabilities))]]
 
     def state_dict(self) -> dict:
-        return {"position": self._position}
+        return {"position": int(self._position)}
 
     def load_state_dict(self, state: dict) -> None:
         self._position = state["position"]
@@ -475,7 +479,10 @@ class TrainingRun:
     # ------------------------------------------------------------------ checkpoint / resume
 
     def state_dict(self) -> dict:
-        """The checkpoint: everything that decides what happens next. `load_state_dict` reads the same keys."""
+        """The checkpoint: everything that decides what happens next. `load_state_dict` reads the same keys.
+
+        Only tensors and plain Python values (`checkpoint.plain`): a checkpoint is read back with the weights-only
+        unpickler, which refuses numpy objects and every other global."""
         return {
             "step": self.global_step,
             "model": self.model.state_dict(),
@@ -483,28 +490,54 @@ class TrainingRun:
             "scheduler": self.scheduler.state_dict(),
             "uncertainty": self.uncertainty.state_dict() if self.uncertainty is not None else None,
             "scaler": self.scaler.state_dict(),
-            "rng_numpy": self.rng.bit_generator.state,
+            "rng_numpy": plain(self.rng.bit_generator.state),  # {"bit_generator": "PCG64", "state": {...}: ints}
             "rng_torch": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             "streams": {task: stream.state_dict() for task, stream in self.streams.items()},
             "sampler": self.sampler.state_dict(),
-            "result": {
-                "seconds": self.seconds,
-                "examples_seen": self.examples_seen,
-                "losses": self.losses,
-                "log": self.log,
-                "best_step": self.best_step,
-                "best_value": self.best_value,
-            },
+            "result": plain(
+                {
+                    "seconds": self.seconds,
+                    "examples_seen": self.examples_seen,
+                    "losses": self.losses,
+                    "log": self.log,
+                    "best_step": self.best_step,
+                    "best_value": self.best_value,
+                }
+            ),
             "best_state": self.best_state,
             "bad_evals": self.bad_evals,
         }
 
+    def check_state(self, state: dict) -> None:
+        """Raise ValueError unless `state` is a checkpoint this run can resume: `state_dict()`'s keys, this model's
+        weights (names and shapes) and these tasks' batch streams. Nothing is changed, so a rejected checkpoint
+        leaves the run as it was (`Checkpointer.latest` then tries an older one)."""
+        if not isinstance(state, dict) or not isinstance(state.get("result", {}), dict):
+            raise ValueError("not a training checkpoint: not a dict of its parts")
+        missing, unexpected = sorted(set(STATE_KEYS) - set(state)), sorted(map(str, set(state) - set(STATE_KEYS)))
+        if "result" in state:
+            missing += sorted(f"result.{key}" for key in set(RESULT_KEYS) - set(state["result"]))
+            unexpected += sorted(f"result.{key}" for key in set(state["result"]) - set(RESULT_KEYS))
+        if missing or unexpected:
+            raise ValueError(f"not a training checkpoint: missing {missing}, unexpected {unexpected}")
+        if type(state["step"]) is not int or not 0 <= state["step"] <= self.total_steps:
+            raise ValueError(f"not a training checkpoint of this run: step outside 0..{self.total_steps}")
+        own = self.model.state_dict()
+        for part in ("model", "best_state"):
+            weights = state[part]
+            if part == "best_state" and weights is None:
+                continue
+            if not isinstance(weights, dict) or weights.keys() != own.keys():
+                raise ValueError(f"not a checkpoint of this model: {part} has other weights")
+            if any(not isinstance(w, torch.Tensor) or w.shape != own[name].shape for name, w in weights.items()):
+                raise ValueError(f"not a checkpoint of this model: {part} has weights of other shapes")
+        if not isinstance(state["streams"], dict) or state["streams"].keys() != self.streams.keys():
+            raise ValueError(f"not a checkpoint of these tasks: batch streams for {sorted(state['streams'])}")
+
     def load_state_dict(self, state: dict) -> None:
-        """Resume from `state_dict()`'s output (after `setup`, before `begin`)."""
-        if set(state) != set(STATE_KEYS) or set(state["result"]) != set(RESULT_KEYS):
-            missing, unexpected = set(STATE_KEYS) - set(state), set(state) - set(STATE_KEYS)
-            raise ValueError(f"not a training checkpoint: missing {sorted(missing)}, unexpected {sorted(unexpected)}")
+        """Resume from `state_dict()`'s output (after `setup`, before `begin`); `check_state` first."""
+        self.check_state(state)
         self.global_step = state["step"]
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -724,7 +757,7 @@ def train_multitask(
     run.setup(model, train_splits, loss_weights=loss_weights, validation_splits=validation_splits)
     if not run.trains:
         return run.finish()
-    if checkpointer is not None and (saved := checkpointer.latest()) is not None:
+    if checkpointer is not None and (saved := checkpointer.latest(check=run.check_state)) is not None:
         run.load_state_dict(saved)
     try:
         run.begin()

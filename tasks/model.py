@@ -24,9 +24,16 @@ from mtl_model.contracts import (
     TrainRequest,
     tokenized_paths,
 )
+from mtl_model.model import saved_model_problems
 from tasks.policies import CacheKey, folder_run_name, io_task
 
 MODEL_FILE = Path("model") / "mtl_model.json"
+
+
+def model_problems(out_dir: str, **_: object) -> list[str]:
+    """Why `<out>/model` is no longer the model training saved (none when it is intact, or not there at all)."""
+    model_dir = Path(out_dir) / "model"
+    return saved_model_problems(model_dir) if model_dir.exists() else []
 
 
 class PrefectProgress(TrainerCallback):
@@ -57,6 +64,7 @@ class PrefectProgress(TrainerCallback):
         inputs=request.input_paths(), config=[request, device, precision, out_dir]
     ),
     outputs=lambda out_dir, **_: [Path(out_dir) / MODEL_FILE],
+    problems=model_problems,
     retries=1,
 )
 def train(request: TrainRequest, device: str, precision: str, out_dir: str) -> TrainedModel:

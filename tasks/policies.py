@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.runtime import task_run
 from prefect.tasks import exponential_backoff
 
-from mtl_model.errors import ConfigError, DataValidationError
+from mtl_model.errors import ConfigError, DataValidationError, is_user_fixable
 from mtl_model.io import code_version, json_sha256, source_fingerprint
 
 IO_RETRIES = 2
@@ -33,8 +33,8 @@ def retry_unless_bad_input(task, task_run, state) -> bool:
         state.result()
     except NEVER_RETRIED:
         return False
-    except Exception:
-        return True
+    except Exception as exc:
+        return not is_user_fixable(exc)  # a full or read-only disk stays full on the next try
     return False
 
 
@@ -90,6 +90,7 @@ def io_task(
     *,
     key: Callable[..., CacheKey] | None = None,
     outputs: Callable[..., Iterable[str | Path]] | None = None,
+    problems: Callable[..., list[str]] | None = None,
     run_name: str | Callable[[], str] | None = None,
     retries: int = IO_RETRIES,
     persist_result: bool = True,
@@ -97,7 +98,8 @@ def io_task(
     """A step as a Prefect task that reads and writes files: transient I/O errors are retried with backoff, bad
     input never; the cache key is `key(**parameters)` hashed by `content_key`; and when any of
     `outputs(**parameters)` is gone, the cache record is ignored and overwritten (a result is only paths, so a
-    cached one whose files were deleted would be a lie). The task run is called `run_name` (default: `name`)."""
+    cached one whose files were deleted would be a lie); likewise when `problems(**parameters)` finds any (a
+    folder whose files no longer match what was written). The task run is called `run_name` (default: `name`)."""
 
     def decorate(function: Callable[..., Any]):
         prefect_task = task(
@@ -110,7 +112,7 @@ def io_task(
             retry_condition_fn=retry_unless_bad_input,
             persist_result=persist_result,
         )
-        if outputs is None:
+        if outputs is None and problems is None:
             return prefect_task
         signature = inspect.signature(function)
 
@@ -121,7 +123,13 @@ def io_task(
             }  # return_state…
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
-            return recompute_if_missing(prefect_task, outputs(**bound.arguments))(*args, **kwargs, **prefect_options)
+            found = problems(**bound.arguments) if problems else []
+            if found:
+                get_run_logger().warning("%s: its earlier output is damaged, recomputing: %s", name, "; ".join(found))
+                chosen = prefect_task.with_options(refresh_cache=True)
+            else:
+                chosen = recompute_if_missing(prefect_task, outputs(**bound.arguments) if outputs else [])
+            return chosen(*args, **kwargs, **prefect_options)
 
         run.task = prefect_task  # the Prefect task itself (for `.map`, `.with_options`, tests)
         return run

@@ -27,7 +27,7 @@ from mtl_model import remote
 from mtl_model.config import GpuMode, RemoteTrainingConfig
 from mtl_model.contracts import TrainedModel, TrainRequest
 from mtl_model.errors import ConfigError
-from tasks.model import MODEL_FILE, train
+from tasks.model import MODEL_FILE, model_problems, train
 from tasks.policies import CacheKey, io_task
 
 NOT_STARTED = {StateType.SCHEDULED}  # includes `Late`: nobody has picked the run up
@@ -132,6 +132,7 @@ def _cancel(client: Any, flow_run_id, message: str, poll_s: float):
         inputs=request.input_paths(), config=[request, out_dir, settings.work_pool, settings.deployment]
     ),
     outputs=lambda out_dir, **_: [Path(out_dir) / MODEL_FILE],
+    problems=model_problems,
     retries=0,
 )
 def train_remote(request: TrainRequest, out_dir: str, settings: RemoteTrainingConfig) -> TrainedModel:

@@ -337,3 +337,36 @@ def test_very_short_texts_are_embedded_in_fp32_even_under_bf16(model_dir):
     fp32, _ = embed_texts(model, tokenizer, short, batch_size=8, device="cpu", precision="fp32")
     bf16, _ = embed_texts(model, tokenizer, short, batch_size=8, device="cpu", precision="bf16")
     np.testing.assert_array_equal(fp32, bf16)
+
+
+@pytest.mark.parametrize("fault", ["bit flip", "overwrite", "truncation", "deleted"])
+def test_a_damaged_shard_under_success_is_found_by_its_hash_and_recomputed(model_dir, tmp_path, fault, caplog):
+    """`_SUCCESS` is not trusted on its own: each shard is checked against the manifest's sha256 before the
+    step answers "up to date", and the output after the repair is byte-equal to an untouched run's."""
+    make_corpus(tmp_path / "corpus.parquet", 120)
+    run(model_dir, tmp_path / "corpus.parquet", tmp_path / "untouched")
+    run(model_dir, tmp_path / "corpus.parquet", tmp_path / "out")
+    out = tmp_path / "out" / "embeddings"
+    shard = out / "part-00001.parquet"
+    data = bytearray(shard.read_bytes())
+    if fault == "bit flip":  # same size, still readable: one value in the embedding column changes
+        data[len(data) // 3] ^= 0x01
+        shard.write_bytes(bytes(data))
+    elif fault == "overwrite":
+        data[len(data) // 3 : len(data) // 3 + 64] = bytes(64)
+        shard.write_bytes(bytes(data))
+    elif fault == "truncation":
+        shard.write_bytes(bytes(data[:-100]))
+    else:
+        shard.unlink()
+    with caplog.at_level(logging.WARNING, logger="mtl_model.embed"):
+        summary = run(model_dir, tmp_path / "corpus.parquet", tmp_path / "out")
+    assert summary.computed_shards == 1
+    if fault != "deleted":
+        assert "part-00001.parquet does not match the manifest" in caplog.text
+    untouched = tmp_path / "untouched" / "embeddings"
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in untouched.iterdir())
+    for name in [p.name for p in untouched.glob("part-*.parquet")]:
+        assert (out / name).read_bytes() == (untouched / name).read_bytes(), name
+    manifest, reference = json.loads((out / MANIFEST).read_text()), json.loads((untouched / MANIFEST).read_text())
+    assert manifest["shards"] == reference["shards"]

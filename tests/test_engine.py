@@ -185,7 +185,7 @@ def test_state_dict_and_load_state_dict_resume_bitwise(tiny_backbone):
 
     resumed = TrainingRun(config, device="cpu")
     resumed.setup(tiny_model(tiny_backbone, seed=1), splits(), validation_splits=validation)  # other initial weights
-    resumed.load_state_dict(torch.load(io.BytesIO(saved.getvalue()), weights_only=False))
+    resumed.load_state_dict(torch.load(io.BytesIO(saved.getvalue()), weights_only=True))  # as Checkpointer reads
     resumed.begin()
     _advance(resumed, 3)
     assert resumed.done and resumed.resumed_from == 3

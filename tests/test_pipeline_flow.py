@@ -228,6 +228,44 @@ def test_deleted_output_is_recomputed_not_returned_stale(first_run):
     assert (first_run["out"] / "embeddings" / "_SUCCESS").is_file()
 
 
+@pytest.mark.parametrize("fault", ["deleted", "truncated"])
+def test_a_damaged_model_folder_is_retrained_not_trusted(first_run, fault):
+    """The train step's cache covers every file of the saved model (its `_files.json`), so a deleted or cut
+    weight file means training again, not a traceback in evaluate on every later run."""
+    from flows.pipeline import pipeline
+    from mtl_model.io import files_manifest_problems
+
+    model = first_run["out"] / "model"
+    before = (model / "_files.json").read_text()
+    metrics = json.loads((first_run["out"] / "metrics.json").read_text())["tasks"]
+    heads = model / "heads.safetensors"
+    if fault == "deleted":
+        heads.unlink()
+    else:
+        heads.write_bytes(heads.read_bytes()[:-64])
+    assert files_manifest_problems(model)
+    state = pipeline(
+        PipelineOptions(config_path=first_run["config"], out=first_run["out"], device="cpu"), return_state=True
+    )
+    states = task_run_states(state, expected=PIPELINE_TASKS - 2)
+    assert states["train-out"] == "Completed" and states["evaluate-out"] == "Completed", states
+    assert files_manifest_problems(model) == [] and (model / "_files.json").read_text() == before  # same bytes again
+    assert state.result().metrics == metrics
+
+
+def test_outputs_follow_the_umask_weights_included(first_run):
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [
+        first_run["out"] / "model" / "heads.safetensors",
+        first_run["out"] / "model/encoder/model.safetensors",
+    ]:
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path
+    assert (first_run["out"] / "model").stat().st_mode & 0o777 == 0o777 & ~umask
+
+
 def test_bad_input_fails_with_file_and_line_and_leaves_no_output(tmp_path, tiny_backbone):
     from flows.pipeline import pipeline
     from mtl_model.errors import DataValidationError

@@ -160,24 +160,26 @@ def test_missing_file_is_a_problem_not_a_crash(tmp_path):
     assert "cannot read file" in str(result.problems[0]) and str(tmp_path / "nope.txt") in str(result.problems[0])
 
 
-def sentence_task(**files) -> TaskSpec:
-    return TaskSpec(name="s", kind="sentence", format="glue_tsv", text_column="sentence", files=files)
+def sentence_task(labels: list[str] | None = None, **files) -> TaskSpec:
+    return TaskSpec(name="s", kind="sentence", format="glue_tsv", text_column="sentence", files=files, labels=labels)
 
 
 def test_unknown_label_in_test_split_names_file_and_line(tmp_path):
     train = write(tmp_path / "train.tsv", "sentence\tlabel\na .\t0\nb .\t1\n")
     test = write(tmp_path / "dev.tsv", "sentence\tlabel\nc .\t2\n")
     with pytest.raises(DataValidationError) as caught:
-        load_task_data(sentence_task(train="x", test="y"), {"train": train, "test": test})
-    assert f"{test}:line 2: label(s) ['2'] not in the label set ['0', '1']" in str(caught.value)
+        load_task_data(sentence_task(["0", "1"], train="x", test="y"), {"train": train, "test": test})
+    assert [str(p) for p in caught.value.problems] == [
+        f"{test}:line 2: label(s) ['2'] not in the label set ['0', '1']"
+    ]
 
 
 def test_skip_mode_drops_and_counts_bad_rows(tmp_path):
-    train = write(tmp_path / "train.tsv", "sentence\tlabel\na .\t0\nb .\t1\n\t1\nc .\t0\n")
+    train = write(tmp_path / "train.tsv", "sentence\tlabel\na .\t0\nb .\t1\n\t1\nc .\t0\ne .\t1\n")
     test = write(tmp_path / "dev.tsv", "sentence\tlabel\nc .\t2\nd .\t1\n")
     data = load_task_data(sentence_task(train="x", test="y"), {"train": train, "test": test}, on_invalid="skip")
-    assert [len(data.splits[s]) for s in ("train", "test")] == [3, 1]
-    assert [(r["rows_read"], r["rows_accepted"], r["rows_rejected"]) for r in data.reports] == [(4, 3, 1), (2, 1, 1)]
+    assert [len(data.splits[s]) for s in ("train", "test")] == [4, 1]
+    assert [(r["rows_read"], r["rows_accepted"], r["rows_rejected"]) for r in data.reports] == [(5, 4, 1), (2, 1, 1)]
 
 
 def test_stratified_split_is_seeded_and_keeps_class_balance():

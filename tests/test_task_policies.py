@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 import pytest
 from prefect.states import Completed, Failed
 
@@ -15,6 +17,9 @@ from tasks.policies import content_key, retry_unless_bad_input
         (DataValidationError([Problem("a.csv", "line 3", "text is empty")]), False),
         (ConfigError("model.backbone: nope"), False),
         (FileNotFoundError("a.csv"), False),
+        (OSError(errno.ENOSPC, "No space left on device", "/out/part-00001.parquet"), False),
+        (OSError(errno.EROFS, "Read-only file system", "/out"), False),
+        (PermissionError(errno.EACCES, "Permission denied", "/out"), False),
         (OSError("disk hiccup"), True),
         (ConnectionError("storage unreachable"), True),
     ],

@@ -18,7 +18,7 @@ from mtl_model.embed.inference import Precision
 from mtl_model.embed.plan import EmbedPlan
 from mtl_model.embed.shards import ShardRecord, is_ours, shard_is_complete
 from mtl_model.errors import DataValidationError, Problem
-from mtl_model.io import atomic_path, json_sha256, write_json_atomic
+from mtl_model.io import atomic_path, file_sha256, json_sha256, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +49,20 @@ class EmbeddingResult(StrictModel):
     """The precision the embeddings were computed in."""
 
 
-def _manifest_files(out_dir: Path) -> set[str]:
-    """Shard names an earlier run of this step recorded in `_manifest.json` (so they are ours)."""
+def _recorded_hashes(out_dir: Path) -> dict[str, str]:
+    """Shard name → sha256, as an earlier run of this step recorded them in `_manifest.json` (so they are ours)."""
     try:
-        return {record["file"] for record in json.loads((out_dir / MANIFEST).read_text())["shards"]}
+        return {record["file"]: record["sha256"] for record in json.loads((out_dir / MANIFEST).read_text())["shards"]}
     except (OSError, ValueError, KeyError, TypeError):
-        return set()
+        return {}
+
+
+def _differs_from_record(path: Path, recorded: dict[str, str]) -> bool:
+    """Whether a shard's bytes differ from the sha256 the manifest recorded for it (a flipped bit, an overwrite).
+
+    Hashing runs at disk speed (about 1 GB/s here, see README "Guarantees"); shards no manifest lists (a run
+    killed before its manifest) have only their Parquet footer and metadata checked."""
+    return path.name in recorded and file_sha256(path) != recorded[path.name]
 
 
 def classify_output(out_dir: Path, plan: EmbedPlan) -> tuple[list[str], list[str], list[str]]:
@@ -65,7 +73,7 @@ def classify_output(out_dir: Path, plan: EmbedPlan) -> tuple[list[str], list[str
     Anything else, including an unreadable `part-*.parquet` we never recorded, is foreign.
     """
     expected = {shard.file: shard for shard in plan.shards}
-    recorded = _manifest_files(out_dir)
+    recorded = _recorded_hashes(out_dir)
     foreign: list[str] = []
     remove: list[str] = []
     temps: list[str] = []
@@ -76,8 +84,9 @@ def classify_output(out_dir: Path, plan: EmbedPlan) -> tuple[list[str], list[str
         if OUR_TEMP_RE.match(name) and entry.is_file():
             temps.append(name)
         elif SHARD_RE.match(name) and entry.is_file():
-            if name in expected and shard_is_complete(entry, plan, expected[name]):
-                continue  # finished shard of this very plan: kept
+            complete = name in expected and shard_is_complete(entry, plan, expected[name])
+            if complete and not _differs_from_record(entry, recorded):
+                continue  # finished shard of this very plan, bytes as recorded: kept
             (remove if name in recorded or is_ours(entry) else foreign).append(name)
         else:
             foreign.append(name)
@@ -104,9 +113,13 @@ def inspect_output(out_dir: Path, plan: EmbedPlan) -> None:
     (out_dir / SUCCESS_MARKER).unlink(missing_ok=True)  # the folder is about to change
     for name in temps:
         (out_dir / name).unlink()
+    recorded = _recorded_hashes(out_dir)
     for name in remove:
         path = out_dir / name
-        why = "from an earlier input, model or setting" if is_ours(path) else "truncated or damaged"
+        if _differs_from_record(path, recorded) and is_ours(path):
+            why = "damaged (its sha256 differs from the manifest's)"
+        else:
+            why = "from an earlier input, model or setting" if is_ours(path) else "truncated or damaged"
         log.warning("embeddings: %s is %s; it will be recomputed", path, why)
         path.unlink()
 
@@ -120,13 +133,7 @@ def manifest_for(plan: EmbedPlan, records: list[ShardRecord]) -> dict[str, Any]:
     """The `_manifest.json` content: the model's facts, the inputs, and every shard (as consumers read it)."""
     return {
         "format": MANIFEST_FORMAT,
-        "model": plan.model_name,
-        "model_fingerprint": plan.model_fingerprint,
-        "dimension": plan.dimension,
-        "pooling": plan.pooling,
-        "normalized": plan.normalized,
-        "max_seq_length": plan.max_seq_length,
-        "precision": plan.precision,
+        **plan.model_facts(),
         "precision_check_min_cosine": plan.precision_check_cosine,
         "settings": plan.settings_key,
         "id_column": plan.id_column,
@@ -158,7 +165,9 @@ def already_done(plan: EmbedPlan) -> dict[str, Any] | None:
     if names != {MANIFEST, SUCCESS_MARKER, *(s.file for s in plan.shards)}:
         return None
     for record in manifest["shards"]:
-        if (out / record["file"]).stat().st_size != record["bytes"]:
+        path = out / record["file"]
+        if path.stat().st_size != record["bytes"] or file_sha256(path) != record["sha256"]:
+            log.warning("embeddings: %s does not match the manifest (size or sha256); checking the folder", path)
             return None
     return manifest
 

@@ -7,6 +7,8 @@ killed run recomputes only the shards that are missing.
 
 from __future__ import annotations
 
+from typing import Any
+
 from mtl_model.base import StrictModel
 from mtl_model.embed.corpus import CorpusFile, rows_in_range, scan_corpus
 from mtl_model.embed.inference import Precision, RequestedPrecision, choose_precision, load_model_once
@@ -76,6 +78,18 @@ class EmbedPlan(StrictModel):
     inputs: tuple[CorpusFile, ...]
     """The corpus files as scanned (path, rows, fingerprint), in reading order."""
 
+    def model_facts(self) -> dict[str, Any]:
+        """What a consumer needs to know about the vectors (the manifest and each shard record it)."""
+        return {
+            "model": self.model_name,
+            "model_fingerprint": self.model_fingerprint,
+            "dimension": self.dimension,
+            "pooling": self.pooling,
+            "normalized": self.normalized,
+            "max_seq_length": self.max_seq_length,
+            "precision": self.precision,
+        }
+
     @property
     def settings_key(self) -> str:
         """What decides a shard's content besides its rows: model, columns, precision."""
@@ -122,9 +136,11 @@ def plan_embedding(
     precision: RequestedPrecision,
     device: str,
     model_fingerprint: str,
+    allow_duplicate_ids: bool = False,
 ) -> EmbedPlan:
-    """Validate the corpus (all problems at once), fix the shard slices and decide the precision, once."""
-    inputs = scan_corpus(corpus, id_column=id_column, text_column=text_column)
+    """Validate the corpus (all problems at once, duplicate ids included unless allowed), fix the shard slices and
+    decide the precision, once."""
+    inputs = scan_corpus(corpus, id_column=id_column, text_column=text_column, allow_duplicate_ids=allow_duplicate_ids)
     model, tokenizer = load_model_once(model_dir, model_fingerprint, device)
     shards = plan_shards(inputs, rows_per_shard)
     sample: list[str] = []

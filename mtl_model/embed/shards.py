@@ -54,13 +54,7 @@ class ShardRecord(StrictModel):
 def shard_metadata(plan: EmbedPlan, shard: ShardSpec, truncated: int) -> dict[str, Any]:
     """The `mtl.embedding` schema metadata of a shard: the model's facts and the shard's identity."""
     return {
-        "model": plan.model_name,
-        "model_fingerprint": plan.model_fingerprint,
-        "dimension": plan.dimension,
-        "pooling": plan.pooling,
-        "normalized": plan.normalized,
-        "max_seq_length": plan.max_seq_length,
-        "precision": plan.precision,
+        **plan.model_facts(),
         "truncated": truncated,
         "settings": plan.settings_key,
         "shard": {
