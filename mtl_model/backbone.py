@@ -114,12 +114,19 @@ def load_tokenizer(backbone: str):
 def load_auto_model(path: str | Path):
     """`AutoModel` without the BERT-style pooler where the architecture has one: our Pooling replaces it,
     and an unused pooler would count as trainable parameters that never train."""
+    import pickle
+
     from transformers import AutoModel
 
     try:
-        return AutoModel.from_pretrained(path, add_pooling_layer=False)
-    except TypeError:  # architectures without a pooler do not take the argument
-        return AutoModel.from_pretrained(path)
+        try:
+            return AutoModel.from_pretrained(path, add_pooling_layer=False)
+        except TypeError:  # architectures without a pooler do not take the argument
+            return AutoModel.from_pretrained(path)
+    except pickle.UnpicklingError as exc:  # a `.bin` whose pickle names code: refused by weights-only loading
+        lines = str(exc).splitlines()
+        reason = next((line for line in lines if "GLOBAL" in line), lines[0] if lines else "")
+        raise ConfigError(f"{path}: its weights file holds more than tensors and was not loaded: {reason}") from exc
 
 
 def load_encoder(backbone: str):
@@ -127,6 +134,8 @@ def load_encoder(backbone: str):
     resolved = resolve_backbone(backbone)
     try:
         return load_auto_model(resolved)
+    except ConfigError:
+        raise
     except (OSError, ValueError) as exc:
         raise ConfigError(
             f"model.backbone: cannot load weights from {backbone!r} ({exc}). Offline, use a local "

@@ -6,6 +6,7 @@ its parameter form). Cross-field checks raise errors that name the offending fie
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import yaml
 from pydantic import Field, field_validator, model_validator
 
-from mtl_model.backbone import SCRATCH_BACKBONE
+from mtl_model.backbone import SCRATCH_BACKBONE, resolve_backbone
 from mtl_model.base import StrictModel
 from mtl_model.errors import ConfigError
 from mtl_model.freeze import POLICY_PATTERN, VALID_POLICIES, parse_freeze_policy
@@ -110,7 +111,9 @@ class TaskSpec(StrictModel):
     min_label_count: int = Field(2, ge=1)
     """Only when `labels` (or a joint task's `tag_labels`) is absent: a label, or an entity type of the tags, found in
     fewer training examples than this is reported as a probable typo (with its file and line) instead of becoming a
-    class of its own. Declare `labels:` to accept rare classes; 1 turns the check off."""
+    class of its own. Declare `labels:` to accept rare classes; 1 turns the check off. Formats that know their labels
+    (`ag_news`: 1–4 or the classes of a `classes.txt` beside the file; `glue_tsv`: SST-2's 0/1) report any other
+    label instead, however frequent."""
     tag_labels: list[str] | None = None
     """The tag set of a `joint` task's token head; when absent, every B-/I- pair of the training tags plus O."""
     split: SplitSpec = SplitSpec()
@@ -380,6 +383,16 @@ class PipelineConfig(StrictModel):
                 f"{sorted(SCRATCH_LORA_TARGETS)} (PyTorch's attention uses its projection weights directly, "
                 "so LoRA cannot wrap them)"
             )
+        if self.train.eval_every is not None and not any(
+            "validation" in task.files or ("all" in task.files and task.split.validation_fraction > 0)
+            for task in self.tasks
+        ):
+            raise ValueError(
+                "train.eval_every: no task has a validation split (give a task a `validation` file, or an `all` file "
+                "with split.validation_fraction > 0), or leave train.eval_every unset"
+            )
+        if self.model.backbone == SCRATCH_BACKBONE:
+            check_encoder_fits(self, layers=self.model.scratch.num_layers, positions=None, source="model.scratch")
         metric_task = self.train.early_stopping_metric.split(".")[0]
         if self.train.early_stopping_metric != "mean" and metric_task not in head_names:
             raise ValueError(f"train.early_stopping_metric: task {metric_task!r} is not one of {head_names}")
@@ -397,6 +410,36 @@ class PipelineConfig(StrictModel):
         if not base.is_absolute():
             base = config_dir / base
         return (base / path).resolve()
+
+
+def check_encoder_fits(config: PipelineConfig, *, layers: int | None, positions: int | None, source: str) -> None:
+    """Settings that depend on the encoder's shape, checked before anything is written: `top:<k>` needs k layers,
+    `tokenize.max_seq_length` must fit the position table."""
+    policy = parse_freeze_policy(config.train.freeze_policy)
+    if policy.kind == "top" and layers is not None and policy.top_layers > layers:
+        raise ValueError(
+            f"train.freeze_policy top:{policy.top_layers} asks for more layers than the encoder's {layers} ({source})"
+        )
+    if positions is not None and config.tokenize.max_seq_length > positions:
+        raise ValueError(
+            f"tokenize.max_seq_length {config.tokenize.max_seq_length} exceeds the encoder's {positions} positions "
+            f"({source}); use at most {positions}"
+        )
+
+
+def check_backbone_fits(config: PipelineConfig) -> None:
+    """`check_encoder_fits` for a pretrained backbone, from its `config.json` (read only; a hub id that is not
+    available locally is checked when it loads)."""
+    if config.model.backbone == SCRATCH_BACKBONE:
+        return
+    folder = Path(resolve_backbone(config.model.backbone))
+    if not (folder / "config.json").is_file():
+        return
+    encoder = json.loads((folder / "config.json").read_text())
+    layers = encoder.get("num_hidden_layers", encoder.get("num_layers"))
+    check_encoder_fits(
+        config, layers=layers, positions=encoder.get("max_position_embeddings"), source=str(folder / "config.json")
+    )
 
 
 def default_config_path() -> Path:
@@ -472,6 +515,7 @@ def plan_run(options: RunOptions, *, freeze_policy: str | None = None, extra_ove
         raw["tasks"] = [task for task in raw["tasks"] if task["name"] in only_tasks]
     try:
         config = PipelineConfig.model_validate(raw)
+        check_backbone_fits(config)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     files = {

@@ -196,9 +196,12 @@ class MultiTaskModel(nn.Module):
             raise FileNotFoundError(f"{directory} is not a saved multi-task model (no {CONFIG_NAME})")
         if (directory / FILES_MANIFEST).is_file() and (problems := files_manifest_problems(directory)):
             raise ModelFolderError(f"{directory} is not the model that was saved there: " + "; ".join(problems))
-        config = MultiTaskModelConfig.model_validate(json.loads(config_path.read_text()))
+        try:
+            config = MultiTaskModelConfig.model_validate(json.loads(config_path.read_text()))
+        except ValueError as exc:
+            raise ModelFolderError(f"{config_path}: not a model config this code can read: {exc}") from exc
         if config.format_version != FORMAT_VERSION:
-            raise ValueError(
+            raise ModelFolderError(
                 f"{config_path}: format_version {config.format_version}, this code reads {FORMAT_VERSION}"
             )
         encoder_dir = directory / ENCODER_DIR
@@ -207,11 +210,16 @@ class MultiTaskModel(nn.Module):
         else:
             encoder = Transformer(load_auto_model(encoder_dir))
         model = cls(config, encoder)
-        head_state = load_file(str(directory / HEADS_NAME), device=map_location)
-        missing, unexpected = model.load_state_dict(head_state, strict=False)
+        try:
+            head_state = load_file(str(directory / HEADS_NAME), device=map_location)
+            missing, unexpected = model.load_state_dict(head_state, strict=False)
+        except (OSError, RuntimeError, ValueError) as exc:  # missing, truncated, or shapes that differ from the config
+            raise ModelFolderError(f"{directory / HEADS_NAME}: cannot be loaded into this model: {exc}") from exc
         missing = [name for name in missing if not name.startswith("encoder.")]
         if missing or unexpected:
-            raise ValueError(f"{directory / HEADS_NAME}: missing {missing}, unexpected {unexpected}")
+            raise ModelFolderError(
+                f"{directory / HEADS_NAME}: does not match {CONFIG_NAME}: missing {missing}, unexpected {unexpected}"
+            )
         tokenizer = AutoTokenizer.from_pretrained(directory / ENCODER_DIR)
         return model.to(map_location).eval(), tokenizer
 

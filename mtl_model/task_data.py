@@ -133,9 +133,10 @@ def load_task_data(spec: TaskSpec, paths: dict[str, Path | str], *, on_invalid: 
     training split, and a typo there must not become a class of its own:
     - a label outside the format's own label space (`format_label_space`: AG News 1..N, SST-2 0/1) is a problem
       in every split;
-    - a training label in fewer than `spec.min_label_count` training examples, or a tag whose entity type is in
-      fewer training sentences (B-X and I-X count together, as they make the type's classes), is a problem at
-      each occurrence (each entity's first word for tags); it is left out of the label set.
+    - in formats without one, a training label in fewer than `spec.min_label_count` training examples, or a tag
+      whose entity type is in fewer training sentences (B-X and I-X count together, as they make the type's
+      classes), is a problem at each occurrence (each entity's first word for tags); it is left out of the label
+      set, so the same label in another split is reported there as not in the label set.
     """
     results = {
         split: read_task_file(spec, path, "train" if split == "all" else split) for split, path in paths.items()
@@ -161,7 +162,9 @@ def load_task_data(spec: TaskSpec, paths: dict[str, Path | str], *, on_invalid: 
     minimum = spec.min_label_count
     label_counts = Counter(label for example in train for label in _sentence_labels(example))
     type_counts = Counter(kind for example in train for kind in _entity_types(example))
-    rare_labels = {label: n for label, n in label_counts.items() if n < minimum} if sentence_rule else {}
+    rare_labels = {}  # a format's own label space declares its labels: none of them is a typo however rare
+    if sentence_rule and train_space is None:
+        rare_labels = {label: n for label, n in label_counts.items() if n < minimum}
     rare_types = {kind: n for kind, n in type_counts.items() if n < minimum} if tag_rule else {}
 
     labels = _tag_set(spec.labels, train) if spec.kind == "token" else _label_set(spec.labels, train)

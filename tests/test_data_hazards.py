@@ -195,6 +195,8 @@ def test_glue_tsv_label_outside_sst2_is_named_in_every_split(tiny_backbone, tmp_
     declared = task.model_copy(update={"labels": ["0", "1", "2", "positive"]})
     data = load_task_data(declared, {"train": train, "test": dev})
     assert data.labels == ["0", "1", "2", "positive"] and len(data.splits["train"]) == 5
+    write(train, "sentence\tlabel\ngood .\t1\nbad .\t0\nok .\t1\n")  # SST-2's labels are never typos, however rare
+    assert load_task_data(task, {"train": train, "test": train}).labels == ["0", "1"]
 
 
 def test_ag_news_class_outside_its_label_space(tiny_backbone, tmp_path):
@@ -210,11 +212,8 @@ def test_ag_news_class_outside_its_label_space(tiny_backbone, tmp_path):
         f"{news}:line {line}: label '{label}' {three}; {LABELS_HINT}"
         for line, label in ((4, "4"), (8, "4"), (9, "5"), (13, "4"))
     ]
-    write(tmp_path / "classes.txt", "World\nSports\nBusiness\nSci/Tech\nWeather\n")  # 5 is a class, but rare
-    assert problems_of(task, {"all": news}) == [
-        f"{news}:line 9: label '5' is in only 1 training example(s), fewer than min_label_count 2: a typo? "
-        "If it is a real class, declare the task's labels with `labels:` in the config"
-    ]
+    write(tmp_path / "classes.txt", "World\nSports\nBusiness\nSci/Tech\nWeather\n")
+    assert load_task_data(task, {"all": news}).labels == ["1", "2", "3", "4", "5"]  # listed classes are never typos
 
 
 def test_rare_label_in_training_is_a_typo_until_declared(tiny_backbone, tmp_path):
