@@ -15,6 +15,7 @@ from flows.pipeline import PREFECT_STEPS
 from mtl_model.cli import run_cli
 from mtl_model.options import ComparisonOptions
 from mtl_model.pipeline import ComparisonResult, prepare_comparison, run_comparison
+from tasks.server import tie_temporary_server_to_this_process
 
 
 @flow(name="mtl-compare-freeze")
@@ -30,6 +31,7 @@ def compare_freeze(options: ComparisonOptions = ComparisonOptions()) -> Comparis
 
 
 def main(argv: list[str] | None = None) -> int:
+    tie_temporary_server_to_this_process()
     return run_cli(
         compare_freeze,
         ComparisonOptions,

@@ -20,6 +20,7 @@ from mtl_model.errors import ConfigError, DataValidationError
 from mtl_model.lock import output_lock
 from mtl_model.runtime import quiet_third_party
 from tasks.embed import embed as embed_step
+from tasks.server import tie_temporary_server_to_this_process
 
 
 @flow(name="mtl-embed")
@@ -45,6 +46,7 @@ def embed(
 
 
 def main(argv: list[str] | None = None) -> int:
+    tie_temporary_server_to_this_process()
     args = parse_embed_args(argv, "python flows/embed.py", task_runner=True)
     try:
         config = embed_config(args.overrides)

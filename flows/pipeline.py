@@ -17,6 +17,7 @@ from mtl_model.options import PipelineOptions
 from mtl_model.pipeline import RunResult, Steps, prepare_run, run_pipeline
 from tasks import data, embed, model
 from tasks.remote import train_on_best_worker
+from tasks.server import tie_temporary_server_to_this_process
 
 PREFECT_STEPS = Steps(
     validate=data.validate,
@@ -45,6 +46,7 @@ def pipeline(options: PipelineOptions = PipelineOptions()) -> RunResult:
 
 
 def main(argv: list[str] | None = None) -> int:
+    tie_temporary_server_to_this_process()
     return run_cli(
         pipeline,
         PipelineOptions,

@@ -22,6 +22,7 @@ from mtl_model.device import resolve_device, resolve_precision
 from mtl_model.remote import write_worker_record
 from mtl_model.runtime import quiet_third_party
 from tasks.model import train as train_step
+from tasks.server import tie_temporary_server_to_this_process
 
 
 @flow(name="mtl-train")
@@ -43,6 +44,7 @@ def train(request: TrainRequest, out: str, device: DeviceChoice = "auto") -> Tra
 
 
 def main(argv: list[str] | None = None) -> int:
+    tie_temporary_server_to_this_process()
     parser = argparse.ArgumentParser(
         prog="python flows/train.py", description="Train from a staged TrainRequest (a Prefect flow)."
     )

@@ -119,7 +119,7 @@ def _tokenized_task(tmp_path, tiny_backbone):
     files = {"train": str(data / "train.csv"), "test": str(data / "test.csv")}
     for path in files.values():
         Path(path).write_text("text,label\nthe cat sat,a\nthe dog ran,b\n")
-    task = TaskSpec(name="t", kind="sentence", format="csv", files=files)
+    task = TaskSpec(name="t", kind="sentence", format="csv", files=files, labels=["a", "b"])
     encoded = tokenize(
         task=task,
         files=files,
