@@ -73,7 +73,22 @@ def code_version() -> str:
 
 
 def _temp_sibling(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    """`.<name>.tmp-<pid>-<random>`: the writer's pid in the name, so a cleanup never deletes a live writer's file."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def temp_of_another_live_writer(name: str) -> bool:
+    """Whether a `_temp_sibling` file belongs to another process that is still running (so it must not be deleted)."""
+    try:
+        pid = int(name.rsplit(".tmp-", 1)[1].split("-")[0])
+        os.kill(pid, 0)
+    except (IndexError, ValueError):
+        return False
+    except PermissionError:
+        return True  # alive, another user's
+    except ProcessLookupError:
+        return False
+    return pid != os.getpid()  # our own leftovers (an earlier step of this run) are safe to remove
 
 
 @contextlib.contextmanager

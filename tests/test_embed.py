@@ -370,3 +370,16 @@ def test_a_damaged_shard_under_success_is_found_by_its_hash_and_recomputed(model
         assert (out / name).read_bytes() == (untouched / name).read_bytes(), name
     manifest, reference = json.loads((out / MANIFEST).read_text()), json.loads((untouched / MANIFEST).read_text())
     assert manifest["shards"] == reference["shards"]
+
+
+def test_temp_files_carry_their_writer_and_a_live_writers_are_never_deleted(model_dir, tmp_path):
+    make_corpus(tmp_path / "corpus.parquet", 120)
+    out = tmp_path / "out" / "embeddings"
+    out.mkdir(parents=True)
+    live = out / ".part-00000.parquet.tmp-1-0123abcd"  # pid 1 is always running
+    dead = out / ".part-00001.parquet.tmp-999999-0123abcd"
+    legacy = out / ".part-00002.parquet.tmp-0123abcd"  # written before temp names carried a pid
+    for path in (live, dead, legacy):
+        path.write_bytes(b"partial")
+    run(model_dir, tmp_path / "corpus.parquet", tmp_path / "out")
+    assert live.exists() and not dead.exists() and not legacy.exists()

@@ -18,7 +18,7 @@ from mtl_model.embed.inference import Precision
 from mtl_model.embed.plan import EmbedPlan
 from mtl_model.embed.shards import ShardRecord, is_ours, shard_is_complete
 from mtl_model.errors import DataValidationError, Problem
-from mtl_model.io import atomic_path, file_sha256, json_sha256, write_json_atomic
+from mtl_model.io import atomic_path, file_sha256, json_sha256, temp_of_another_live_writer, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ MANIFEST = "_manifest.json"
 MANIFEST_FORMAT = "mtl-embeddings/1"
 MANIFEST_SHARD_KEYS = ("file", "rows", "truncated", "bytes", "sha256")  # a ShardRecord as the manifest lists it
 SHARD_RE = re.compile(r"^part-(\d{5})\.parquet$")
-OUR_TEMP_RE = re.compile(r"^\.(part-\d{5}\.parquet|_manifest\.json|_SUCCESS)\.tmp-[0-9a-f]{8}$")
+OUR_TEMP_RE = re.compile(r"^\.(part-\d{5}\.parquet|_manifest\.json|_SUCCESS)\.tmp-(\d+-)?[0-9a-f]{8}$")
 
 
 class EmbeddingResult(StrictModel):
@@ -82,7 +82,8 @@ def classify_output(out_dir: Path, plan: EmbedPlan) -> tuple[list[str], list[str
         if name in (MANIFEST, SUCCESS_MARKER):
             continue
         if OUR_TEMP_RE.match(name) and entry.is_file():
-            temps.append(name)
+            if not temp_of_another_live_writer(name):  # a live writer's temp file is left alone
+                temps.append(name)
         elif SHARD_RE.match(name) and entry.is_file():
             complete = name in expected and shard_is_complete(entry, plan, expected[name])
             if complete and not _differs_from_record(entry, recorded):
