@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             per_token = np.zeros(test.input_ids.shape, dtype=np.int64)
             mask = test.word_index >= 0
             per_token[mask] = predicted  # row-major order matches features()
-            metrics = token_metrics(*word_tags(test, per_token, labels))
+            metrics = token_metrics(*word_tags(test, np.eye(len(labels))[per_token], labels))  # one-hot scores
         metrics["seconds"] = round(time.perf_counter() - started, 1)
         metrics["train_examples"] = int(len(y_train))
         results["tasks"][task_dir.name] = metrics

@@ -17,6 +17,7 @@ from pydantic import Field, field_validator, model_validator
 
 from mtl_model.backbone import SCRATCH_BACKBONE, resolve_backbone
 from mtl_model.base import StrictModel
+from mtl_model.decoding import TokenDecoding
 from mtl_model.errors import ConfigError
 from mtl_model.freeze import POLICY_PATTERN, VALID_POLICIES, parse_freeze_policy
 from mtl_model.io import is_hub_source
@@ -118,6 +119,10 @@ class TaskSpec(StrictModel):
     """The tag set of a `joint` task's token head; when absent, every B-/I- pair of the training tags plus O."""
     split: SplitSpec = SplitSpec()
     """How to split a dataset given as one `all` file."""
+    validation_from_train: float = Field(0.0, ge=0.0, lt=0.5)
+    """Share of the `train` file set aside (seeded by `split.seed`, stratified by label) as the validation split,
+    for a task without a `validation` file: model selection then never looks at the test split (e.g. SST-2, whose
+    dev set is its test split). 0 keeps every training row."""
     loss_weight: float = Field(1.0, gt=0.0)
     """Weight of this task's loss in the summed multi-task loss."""
 
@@ -135,6 +140,11 @@ class TaskSpec(StrictModel):
             raise ValueError(f"task {self.name!r}: files.all cannot be combined with {sorted(keys - {'all'})}")
         if "all" not in keys and not {"train", "test"} <= keys:
             raise ValueError(f"task {self.name!r}: files needs `train` and `test` (or a single `all`)")
+        if self.validation_from_train > 0 and ("validation" in keys or "all" in keys):
+            raise ValueError(
+                f"task {self.name!r}: validation_from_train carves a validation split from `train`; this task "
+                f"already has one ({'files.validation' if 'validation' in keys else 'split.validation_fraction'})"
+            )
         sentence_formats = {"ag_news", "glue_tsv", "csv", "jsonl", "parquet", "hf"}
         token_formats = {"conll", "jsonl", "parquet", "hf"}
         allowed = {"sentence": sentence_formats, "token": token_formats, "joint": {"jsonl", "parquet", "hf"}}[
@@ -181,6 +191,9 @@ class ModelConfig(StrictModel):
     """L2-normalise the sentence embedding (cosine similarity becomes a dot product)."""
     head_dropout: float = Field(0.1, ge=0.0, lt=1.0)
     """Dropout before every task head during training."""
+    token_decoding: TokenDecoding = "bio_viterbi"
+    """How token heads turn word scores into tags: `bio_viterbi` finds the best sequence that BIO allows (never an
+    entity opened by I-), `argmax` takes each word's best tag on its own. Saved with the model."""
 
 
 class LoraSettings(StrictModel):
@@ -384,7 +397,9 @@ class PipelineConfig(StrictModel):
                 "so LoRA cannot wrap them)"
             )
         if self.train.eval_every is not None and not any(
-            "validation" in task.files or ("all" in task.files and task.split.validation_fraction > 0)
+            "validation" in task.files
+            or ("all" in task.files and task.split.validation_fraction > 0)
+            or task.validation_from_train > 0
             for task in self.tasks
         ):
             raise ValueError(

@@ -11,6 +11,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from mtl_model.decoding import TokenDecoding, decode
 from mtl_model.model import TAGS_SUFFIX, MultiTaskModel
 from mtl_model.tokenization import TokenizedSplit
 
@@ -76,15 +77,33 @@ def sentence_metrics(gold: np.ndarray, predicted: np.ndarray) -> dict[str, float
     }
 
 
+@torch.inference_mode()
+def token_log_probs(
+    model: MultiTaskModel, split: TokenizedSplit, task: str, *, batch_size: int, device: str
+) -> np.ndarray:
+    """Log-probabilities per token (N, L, C), in row order (padding positions stay 0)."""
+    model.eval()
+    classes = len(model.head_specs[task].labels)
+    scores = np.zeros((*split.input_ids.shape, classes), dtype=np.float32)  # (N, L, C)
+    for rows, input_ids, mask in sorted_batches(split, batch_size):
+        logits = model(input_ids.to(device), mask.to(device), task=task)["logits"]  # (B, T, C)
+        scores[rows, : input_ids.shape[1]] = torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
+    return scores
+
+
 def word_tags(
-    split: TokenizedSplit, predictions: np.ndarray, labels: list[str]
+    split: TokenizedSplit, log_probs: np.ndarray, labels: list[str], decoding: TokenDecoding = "argmax"
 ) -> tuple[list[list[str]], list[list[str]]]:
-    """(gold, predicted) tag sequences per sentence over all gold words."""
+    """(gold, predicted) tag sequences per sentence over all gold words.
+
+    Each word is scored at its first sub-word (the alignment rule in `tokenization.py`); the sentence's word scores
+    are decoded together (`decoding`), and words cut by truncation are predicted `O`."""
     gold_tags, predicted_tags = [], []
     for row, word_labels in enumerate(split.word_labels):
         predicted = ["O"] * len(word_labels)
-        for position in np.flatnonzero(split.word_index[row] >= 0):
-            predicted[split.word_index[row, position]] = labels[predictions[row, position]]
+        positions = np.flatnonzero(split.word_index[row] >= 0)  # first sub-words, in word order
+        for position, tag in zip(positions, decode(log_probs[row, positions], labels, decoding)):
+            predicted[split.word_index[row, position]] = labels[tag]
         gold_tags.append([labels[label] for label in word_labels])
         predicted_tags.append(predicted)
     return gold_tags, predicted_tags
@@ -106,11 +125,11 @@ def evaluate_task(
     model: MultiTaskModel, split: TokenizedSplit, task: str, *, batch_size: int, device: str
 ) -> dict[str, float]:
     """Metrics of one task on one padded split."""
-    predictions = predict(model, split, task, batch_size=batch_size, device=device)
     spec = model.head_specs[task]
     if spec.kind == "sentence":
-        return sentence_metrics(split.labels, predictions)
-    gold, predicted = word_tags(split, predictions, spec.labels)
+        return sentence_metrics(split.labels, predict(model, split, task, batch_size=batch_size, device=device))
+    log_probs = token_log_probs(model, split, task, batch_size=batch_size, device=device)
+    gold, predicted = word_tags(split, log_probs, spec.labels, model.config.token_decoding)
     return token_metrics(gold, predicted)
 
 

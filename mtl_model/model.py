@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from mtl_model.decoding import TokenDecoding
 from mtl_model.errors import ConfigError
 from mtl_model.io import FILES_MANIFEST, atomic_dir, files_manifest_problems, write_files_manifest
 from mtl_model.modules import Dense, Normalize, Pooling, SentenceHead, TokenHead, Transformer
@@ -80,6 +81,9 @@ class MultiTaskModelConfig(BaseModel):
     """Token limit the model was trained with; inputs are truncated to it."""
     heads: list[HeadSpec]
     """Task heads in a fixed order."""
+    token_decoding: TokenDecoding = "argmax"
+    """How token heads' word scores become tags (`mtl_model.decoding`); folders saved before this field decode
+    with `argmax`, as they were evaluated."""
 
 
 class MultiTaskModel(nn.Module):
@@ -242,6 +246,7 @@ def build_model(
     max_seq_length: int,
     scratch: ScratchArchitecture | None = None,
     tokenizer=None,
+    token_decoding: TokenDecoding = "argmax",
 ) -> MultiTaskModel:
     """A new model with freshly initialised projection and heads: on a pretrained backbone, or with
     `backbone="scratch"` a `ScratchEncoder` shaped by `scratch` and sized by `tokenizer`'s vocabulary.
@@ -260,6 +265,7 @@ def build_model(
         head_dropout=head_dropout,
         max_seq_length=max_seq_length,
         heads=heads,
+        token_decoding=token_decoding,
     )
     if backbone == SCRATCH_BACKBONE:
         if scratch is None or tokenizer is None:

@@ -129,7 +129,7 @@ def tokenize(
                 "tokenizer": backbone,
                 "max_seq_length": config.max_seq_length,
                 "pad_token_id": int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0),
-                "source": digests["all" if "all" in digests else split],  # each split records only its own file
+                "source": digests.get(split) or digests.get("all") or digests["train"],  # its file (carved: train's)
                 "stats": split_stats.as_dict(),
             },
         )
@@ -197,6 +197,7 @@ def _build(request: TrainRequest, device: str) -> tuple[MultiTaskModel, object]:
         max_seq_length=request.max_seq_length,
         scratch=model_config.scratch,
         tokenizer=tokenizer,
+        token_decoding=model_config.token_decoding,
     ).to(device)
     return model, tokenizer
 

@@ -82,23 +82,25 @@ def _label_set(configured: list[str] | None, train: list) -> list[str]:
     return sorted(seen, key=lambda label: (len(label), label) if label.isdigit() else (0, label))
 
 
+def _stratum(example: TextExample | TokenExample) -> str:
+    """What a split stratifies by: the label, or a token example's first entity type."""
+    if example.label is not None:
+        return example.label
+    return next((tag[2:] for tag in _tags(example) if tag != "O"), "O")
+
+
 def stratified_split(examples: list[TextExample | TokenExample], spec: SplitSpec) -> dict[str, list]:
     """Seeded split into train/validation/test, stratified by label (token tasks: by first entity type)."""
     from sklearn.model_selection import train_test_split
 
-    def key(example: TextExample | TokenExample) -> str:
-        if example.label is not None:
-            return example.label
-        return next((tag[2:] for tag in _tags(example) if tag != "O"), "O")
-
-    keys = [key(example) for example in examples]
+    keys = [_stratum(example) for example in examples]
     stratify_ok = min(Counter(keys).values()) >= 3
     rest, test = train_test_split(
         examples, test_size=spec.test_fraction, random_state=spec.seed, stratify=keys if stratify_ok else None
     )
     if spec.validation_fraction == 0:
         return {"train": rest, "validation": [], "test": test}
-    rest_keys = [key(example) for example in rest]
+    rest_keys = [_stratum(example) for example in rest]
     train, validation = train_test_split(
         rest,
         test_size=spec.validation_fraction / (1 - spec.test_fraction),
@@ -106,6 +108,16 @@ def stratified_split(examples: list[TextExample | TokenExample], spec: SplitSpec
         stratify=rest_keys if stratify_ok else None,
     )
     return {"train": train, "validation": validation, "test": test}
+
+
+def carve_validation(examples: list, fraction: float, seed: int) -> tuple[list, list]:
+    """(train, validation): a seeded share of a training file set aside, stratified like `stratified_split`."""
+    from sklearn.model_selection import train_test_split
+
+    keys = [_stratum(example) for example in examples]
+    stratify = keys if min(Counter(keys).values()) >= 2 else None
+    train, validation = train_test_split(examples, test_size=fraction, random_state=seed, stratify=stratify)
+    return train, validation
 
 
 def _where(example: TextExample | TokenExample, result: ReadResult) -> str:
@@ -244,6 +256,10 @@ def load_task_data(spec: TaskSpec, paths: dict[str, Path | str], *, on_invalid: 
         splits = stratified_split(results["all"].examples, spec.split)
     else:
         splits = {split: result.examples for split, result in results.items()}
+        if spec.validation_from_train > 0:
+            splits["train"], splits["validation"] = carve_validation(
+                splits["train"], spec.validation_from_train, spec.split.seed
+            )
     return TaskData(
         spec=spec, splits=splits, labels=labels, reports=[r.summary() for r in results.values()], tag_labels=tag_labels
     )
