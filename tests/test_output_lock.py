@@ -69,6 +69,31 @@ def test_two_concurrent_runs_into_one_folder_one_succeeds_one_exits_2(tmp_path, 
     assert json.loads((out / "metrics.json").read_text())["training"]["steps"] == 12  # the first run's, complete
 
 
+@pytest.mark.parametrize(
+    ("code", "strerror", "shown"),
+    [
+        ("ENOSPC", "No space left on device", "bytes free"),
+        ("EROFS", "Read-only file system", "Read-only file system"),
+        ("EACCES", "Permission denied", "Permission denied"),
+    ],
+)
+def test_storage_errors_are_exit_2_naming_the_path(tmp_path, capsys, monkeypatch, code, strerror, shown):
+    """Disk full, read-only or forbidden (simulated: root may write anywhere) → exit 2 naming the path, and the
+    folder made for the run is gone again."""
+    import errno
+
+    from mtl_model.cli import main
+
+    def fail(*args, **kwargs):
+        raise OSError(getattr(errno, code), strerror, str(tmp_path / "out" / "tokenized"))
+
+    monkeypatch.setattr("mtl_model.pipeline.prepare_data", fail)
+    assert main(["--out", str(tmp_path / "out"), "--device", "cpu"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {tmp_path / 'out' / 'tokenized'}: {strerror}") and shown in error
+    assert not (tmp_path / "out").exists()
+
+
 def test_an_output_path_that_is_a_file_or_a_full_disk_is_exit_2_naming_the_path(tmp_path, capsys, monkeypatch):
     import errno
 

@@ -228,7 +228,7 @@ def test_deleted_output_is_recomputed_not_returned_stale(first_run):
     assert (first_run["out"] / "embeddings" / "_SUCCESS").is_file()
 
 
-@pytest.mark.parametrize("fault", ["deleted", "truncated"])
+@pytest.mark.parametrize("fault", ["deleted", "truncated", "bit flip"])
 def test_a_damaged_model_folder_is_retrained_not_trusted(first_run, fault):
     """The train step's cache covers every file of the saved model (its `_files.json`), so a deleted or cut
     weight file means training again, not a traceback in evaluate on every later run."""
@@ -241,8 +241,12 @@ def test_a_damaged_model_folder_is_retrained_not_trusted(first_run, fault):
     heads = model / "heads.safetensors"
     if fault == "deleted":
         heads.unlink()
-    else:
+    elif fault == "truncated":
         heads.write_bytes(heads.read_bytes()[:-64])
+    else:  # same size, still loadable: one weight changed
+        data = bytearray(heads.read_bytes())
+        data[-7] ^= 0x01
+        heads.write_bytes(bytes(data))
     assert files_manifest_problems(model)
     state = pipeline(
         PipelineOptions(config_path=first_run["config"], out=first_run["out"], device="cpu"), return_state=True
