@@ -109,6 +109,10 @@ class TaskSpec(StrictModel):
     """Column with the list of BIO tags (token tasks in `jsonl`, `parquet`, `hf`)."""
     labels: list[str] | None = None
     """The label set, in head order. When absent it is the sorted set of training labels."""
+    label_names: dict[str, str] | None = None
+    """Human-readable names of sentence labels as they appear in the data, e.g. AG News `{"1": "World", ...}`,
+    SST-2 `{"0": "negative", "1": "positive"}`: saved with the model and used wherever labels are shown or
+    written (metrics per class, predictions). A label without a name is shown as it is."""
     min_label_count: int = Field(2, ge=1)
     """Only when `labels` (or a joint task's `tag_labels`) is absent: a label, or an entity type of the tags, found in
     fewer training examples than this is reported as a probable typo (with its file and line) instead of becoming a
@@ -158,6 +162,11 @@ class TaskSpec(StrictModel):
         hf_files = [is_hub_source(path) for path in self.files.values()]
         if any(hf_files) != (self.format == "hf") or (self.format == "hf" and not all(hf_files)):
             raise ValueError(f"task {self.name!r}: format 'hf' and files named 'hf:<name>[/<config>]' go together")
+        if self.label_names and self.labels is not None and set(self.label_names) - set(self.labels):
+            raise ValueError(
+                f"task {self.name!r}: label_names names labels that are not in labels: "
+                f"{sorted(set(self.label_names) - set(self.labels))}"
+            )
         if self.labels is not None and len(set(self.labels)) != len(self.labels):
             raise ValueError(f"task {self.name!r}: labels has duplicates: {self.labels}")
         return self

@@ -88,6 +88,8 @@ class EncodedTask(StrictModel):
     """Sentence labels (for a token task: its tags) in class-id order."""
     tag_labels: list[str] | None = None
     """A joint task's token tags in class-id order."""
+    label_names: dict[str, str] | None = None
+    """Human-readable names of the sentence labels (`TaskSpec.label_names`)."""
     encoded: dict[str, str]
     """Split name → ragged Parquet file."""
     stats: dict[str, SplitStats]
@@ -108,6 +110,8 @@ class TokenizedTask(StrictModel):
     """Sentence labels (for a token task: its tags) in class-id order."""
     tag_labels: list[str] | None = None
     """A joint task's token tags in class-id order."""
+    label_names: dict[str, str] | None = None
+    """Human-readable names of the sentence labels (`TaskSpec.label_names`)."""
     files: dict[str, str]
     """Split name → padded Parquet file."""
     truncated: dict[str, int] = Field(default_factory=dict)
@@ -117,10 +121,11 @@ class TokenizedTask(StrictModel):
         """The heads this task trains: a joint task `x` has a sentence head `x` and a token head `x_tags`."""
         if self.kind == "joint":
             return [
-                HeadSpec(name=self.task, kind="sentence", labels=self.labels),
+                HeadSpec(name=self.task, kind="sentence", labels=self.labels, label_names=self.label_names),
                 HeadSpec(name=self.task + TAGS_SUFFIX, kind="token", labels=self.tag_labels or []),
             ]
-        return [HeadSpec(name=self.task, kind=self.kind, labels=self.labels)]
+        names = self.label_names if self.kind == "sentence" else None
+        return [HeadSpec(name=self.task, kind=self.kind, labels=self.labels, label_names=names)]
 
 
 class TrainRequest(StrictModel):
@@ -232,6 +237,13 @@ class Metrics(StrictModel):
     """The model folder evaluated."""
     training: TrainingFacts
     """How that model was trained."""
+    per_class: dict[str, dict[str, dict[str, float]]] = Field(default_factory=dict)
+    """Head → class (sentence heads, by label name) or entity type (token heads) → precision, recall, f1, support:
+    scikit-learn's and seqeval's `classification_report`."""
+    entity_errors: dict[str, dict[str, dict[str, int]]] = Field(default_factory=dict)
+    """Token head → entity type → correct, wrong_type, boundary, missed, spurious (`error_analysis.entity_errors`)."""
+    files: dict[str, str] = Field(default_factory=dict)
+    """What else evaluation wrote: `predictions/<head>.parquet` and `confusion/<head>.png` per head."""
 
 
 def tokenized_paths(tokenized: list[TokenizedTask]) -> list[str]:

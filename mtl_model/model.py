@@ -57,7 +57,13 @@ class HeadSpec(BaseModel):
     kind: Literal["sentence", "token"]
     """Sentence heads read the sentence vector; token heads read every token state."""
     labels: list[str]
-    """Label names in class-id order."""
+    """Labels as they appear in the data, in class-id order."""
+    label_names: dict[str, str] | None = None
+    """Human-readable names of some or all labels (`TaskSpec.label_names`)."""
+
+    def names(self) -> list[str]:
+        """What to show for each class id: its human-readable name, else the label itself."""
+        return [(self.label_names or {}).get(label, label) for label in self.labels]
 
 
 class MultiTaskModelConfig(BaseModel):

@@ -33,11 +33,18 @@ from mtl_model.contracts import (
     ValidationReport,
     Vocabulary,
 )
+from mtl_model.error_analysis import plot_confusion, report_splits
 from mtl_model.errors import DataValidationError
-from mtl_model.evaluate import evaluate_splits
-from mtl_model.io import atomic_dir, json_sha256, source_fingerprint, tree_sha256, write_json_atomic
+from mtl_model.io import (
+    atomic_dir,
+    json_sha256,
+    source_fingerprint,
+    tree_sha256,
+    write_json_atomic,
+    write_parquet_atomic,
+)
 from mtl_model.memory import PeakMemory
-from mtl_model.model import MultiTaskModel, build_model
+from mtl_model.model import TAGS_SUFFIX, MultiTaskModel, build_model
 from mtl_model.readers import TextExample
 from mtl_model.task_data import load_task_data
 from mtl_model.tokenization import encode_examples, load_tokenized, pad_encoded, read_metadata, write_encoded
@@ -140,6 +147,7 @@ def tokenize(
         kind=task.kind,
         labels=data.labels,
         tag_labels=data.tag_labels,
+        label_names=task.label_names,
         encoded=written,
         stats=stats,
         reads=[FileReport.model_validate(report) for report in data.reports],
@@ -159,6 +167,7 @@ def pad(encoded: EncodedTask, max_seq_length: int, out_dir: str) -> TokenizedTas
         kind=encoded.kind,
         labels=encoded.labels,
         tag_labels=encoded.tag_labels,
+        label_names=encoded.label_names,
         files=files,
         truncated={split: stats.truncated for split, stats in encoded.stats.items()},
     )
@@ -258,11 +267,42 @@ def evaluate(
     model, _ = MultiTaskModel.load(trained.model_dir, map_location=device)
     started = time.perf_counter()
     splits = {t.task: load_tokenized(t.files[config.split]) for t in tokenized}
-    results = evaluate_splits(model, splits, batch_size=config.batch_size, device=device)
-    log.info("evaluated %s in %.1fs", sorted(results), time.perf_counter() - started)
-    metrics = Metrics(tasks=results, split=config.split, model=trained.model_dir, training=TrainingFacts.of(trained))
+    reports = report_splits(model, splits, batch_size=config.batch_size, device=device)
+    log.info("evaluated %s in %.1fs", sorted(reports), time.perf_counter() - started)
+    sources = {t.task: t.files[config.split] for t in tokenized}
+    files = write_error_analysis(reports, sources, Path(out_dir), split=config.split)
+    metrics = Metrics(
+        tasks={head: report.metrics for head, report in reports.items()},
+        split=config.split,
+        model=trained.model_dir,
+        training=TrainingFacts.of(trained),
+        per_class={head: report.per_class for head, report in reports.items()},
+        entity_errors={head: r.entity_errors for head, r in reports.items() if r.entity_errors is not None},
+        files=files,
+    )
     write_json_atomic(Path(out_dir) / "metrics.json", metrics.model_dump(mode="json"))
     return metrics
+
+
+def write_error_analysis(reports: dict, sources: dict[str, str], out: Path, *, split: str) -> dict[str, str]:
+    """`predictions/<head>.parquet` (row_id, text, gold, predicted, score) and `confusion/<head>.png` per head."""
+    import pyarrow.parquet as pq
+
+    files = {}
+    for head, report in reports.items():
+        source = sources[head.removesuffix(TAGS_SUFFIX) if head not in sources else head]
+        names = [name for name in ("row_id", "text") if name in pq.read_schema(source).names]
+        context = pq.read_table(source, columns=names)
+        table = report.predictions
+        for index, name in enumerate(names):
+            table = table.add_column(index, name, context.column(name))
+        write_parquet_atomic(out / "predictions" / f"{head}.parquet", table)
+        files[f"predictions/{head}"] = str(out / "predictions" / f"{head}.parquet")
+        if report.confusion is not None:
+            path = out / "confusion" / f"{head}.png"
+            plot_confusion(report.confusion, report.class_names, f"{head}: confusion on the {split} split", path)
+            files[f"confusion/{head}"] = str(path)
+    return files
 
 
 def compare(results: list[PolicyResult], *, out_dir: str, device: str) -> ComparisonReport:

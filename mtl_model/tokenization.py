@@ -82,7 +82,7 @@ def encode_examples(
     tag_to_id = {tag: index for index, tag in enumerate(tag_labels if kind == "joint" else labels)}
     words = kind != "sentence"
     stats = EncodeStats(rows=len(examples))
-    columns: dict[str, list] = {"row_id": [], "input_ids": [], "labels": []}
+    columns: dict[str, list] = {"row_id": [], "text": [], "input_ids": [], "labels": []}
     if words:
         columns.update(word_index=[], word_labels=[])
     if kind == "joint":
@@ -103,6 +103,7 @@ def encode_examples(
         for sample, chunk in enumerate(_first_chunks(encoding, len(batch))):
             example = batch[sample]
             columns["row_id"].append(example.row_id)
+            columns["text"].append(example.text if isinstance(example, TextExample) else " ".join(example.tokens))
             columns["input_ids"].append(encoding["input_ids"][chunk])
             if kind == "sentence":
                 columns["labels"].append(label_to_id[example.label])
@@ -121,6 +122,7 @@ def encode_examples(
             stats.words_without_tokens += sum(1 for w in range(max(present, default=-1) + 1) if w not in present)
     types = {
         "row_id": pa.string(),
+        "text": pa.string(),  # as read (token tasks: words joined by spaces), for predictions and error analysis
         "input_ids": pa.list_(pa.int32()),
         "labels": pa.int64() if kind == "sentence" else pa.list_(pa.int64()),
         "word_index": pa.list_(pa.int32()),
@@ -173,6 +175,7 @@ def pad_encoded(source: str | Path, target: str | Path, *, max_seq_length: int, 
     )  # (N, L)
     columns = {
         "row_id": table.column("row_id"),
+        **({"text": table.column("text")} if "text" in table.column_names else {}),
         "input_ids": _fixed(ids, pa.int32()),
         "attention_mask": _fixed(mask, pa.int8()),
     }

@@ -129,6 +129,40 @@ def test_metrics_present_and_in_range(first_run):
     )
 
 
+def test_evaluation_shows_where_the_model_is_wrong(first_run):
+    """Per-class P/R/F1 equal scikit-learn's and seqeval's reports recomputed from the predictions Parquet, which
+    reproduces metrics.json; label names are shown; confusion PNGs and entity-level error counts are written."""
+    from seqeval.metrics import classification_report as seqeval_report
+    from sklearn.metrics import accuracy_score
+    from sklearn.metrics import classification_report as sklearn_report
+
+    from mtl_model.evaluate import token_metrics
+
+    out = first_run["out"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    topic = pq.read_table(out / "predictions" / "topic.parquet").to_pandas()
+    assert list(topic.columns) == ["row_id", "text", "gold", "predicted", "score"] and len(topic) == 80
+    assert set(topic["gold"]) == {"World", "Sports", "Business", "Sci/Tech"} and topic["score"].between(0, 1).all()
+    assert accuracy_score(topic["gold"], topic["predicted"]) == metrics["tasks"]["topic"]["accuracy"]
+    expected = sklearn_report(topic["gold"], topic["predicted"], output_dict=True, zero_division=0)
+    for name, row in metrics["per_class"]["topic"].items():
+        assert row == {"precision": expected[name]["precision"], "recall": expected[name]["recall"],
+                       "f1": expected[name]["f1-score"], "support": expected[name]["support"]}, name  # fmt: skip
+    assert set(metrics["per_class"]["sentiment"]) == {"negative", "positive"}
+    ner = pq.read_table(out / "predictions" / "ner.parquet").to_pandas()
+    gold, predicted = [list(tags) for tags in ner["gold"]], [list(tags) for tags in ner["predicted"]]
+    assert token_metrics(gold, predicted) == metrics["tasks"]["ner"]
+    expected = seqeval_report(gold, predicted, output_dict=True, zero_division=0)
+    assert set(metrics["per_class"]["ner"]) == {"LOC", "MISC", "ORG", "PER"}
+    for kind, row in metrics["per_class"]["ner"].items():
+        assert row["f1"] == expected[kind]["f1-score"] and row["support"] == expected[kind]["support"], kind
+        errors = metrics["entity_errors"]["ner"][kind]
+        assert errors["correct"] + errors["wrong_type"] + errors["boundary"] + errors["missed"] == row["support"]
+        assert errors["correct"] == round(row["recall"] * row["support"])
+    for head in ("topic", "sentiment"):
+        assert (out / "confusion" / f"{head}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_policy_all_on_the_trained_model_reproduces_its_metrics(first_run, tmp_path):
     """`freeze_policy: all` with a trained model as backbone: zero-shot use of that model, no training."""
     from flows.pipeline import pipeline
