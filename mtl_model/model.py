@@ -231,7 +231,19 @@ class MultiTaskModel(nn.Module):
                 f"{directory / HEADS_NAME}: does not match {CONFIG_NAME}: missing {missing}, unexpected {unexpected}"
             )
         tokenizer = AutoTokenizer.from_pretrained(directory / ENCODER_DIR)
+        model.tokenizer = tokenizer  # travels with the weights: `model.predict(texts)` needs nothing else
         return model.to(map_location).eval(), tokenizer
+
+    def predict(self, texts: list[str], *, batch_size: int = 32) -> list[dict]:
+        """Per text: each sentence head's label name and probability, each token head's entities (character
+        offsets, label, text, score), and the embedding (`mtl_model.predict`). Needs a model from `load`."""
+        from mtl_model.predict import predict_texts
+
+        tokenizer = getattr(self, "tokenizer", None)
+        if tokenizer is None:
+            raise ValueError("predict needs the tokenizer: use a model from MultiTaskModel.load(folder)")
+        device = next(self.parameters()).device.type
+        return predict_texts(self, tokenizer, texts, batch_size=batch_size, device=device)
 
 
 def encoder_positions(encoder: nn.Module) -> int | None:

@@ -1,0 +1,98 @@
+"""Raw text in, every head out: label names with scores, entities whose offsets index the original text."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mtl_model.decoding import is_valid_bio
+from mtl_model.model import HeadSpec, MultiTaskModel, build_model
+
+NER = ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
+TRICKY = [
+    "Apple opened a store in Paris, said Tim Cook.",
+    "Zürich’s café «Crème» — naïve façade, 東京 and São Paulo!",
+    "Emoji 😀🚀 between words 👍🏽 and flags 🇫🇷 too",
+    "",
+    "   leading and trailing spaces   ",
+    " ".join(["word"] * 200),  # far beyond max_seq_length: the rest gets no entity
+    "no entities here",
+]
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory, tiny_backbone):
+    from transformers import AutoTokenizer
+
+    torch.manual_seed(0)
+    heads = [
+        HeadSpec(name="topic", kind="sentence", labels=["1", "2"], label_names={"1": "World", "2": "Sports"}),
+        HeadSpec(name="ner", kind="token", labels=NER),
+    ]
+    model = build_model(
+        backbone=str(tiny_backbone), heads=heads, pooling="mean", projection_dim=16, normalize=True,
+        head_dropout=0.0, max_seq_length=32, token_decoding="bio_viterbi",
+    )  # fmt: skip
+    with torch.no_grad():  # lean the untrained NER head towards entities, so every text has some to check
+        model.heads["ner"].classifier.bias.copy_(torch.tensor([0.0, 1.0, 1.5, 1.0, 1.5, 1.0, 1.5]))
+    folder = tmp_path_factory.mktemp("predict") / "model"
+    model.save(folder, AutoTokenizer.from_pretrained(tiny_backbone))
+    return folder
+
+
+def test_every_head_from_one_call_with_names_scores_and_exact_offsets(saved):
+    model, _ = MultiTaskModel.load(saved)
+    results = model.predict(TRICKY, batch_size=3)
+    assert len(results) == len(TRICKY)
+    found = 0
+    for text, result in zip(TRICKY, results):
+        assert result["topic"]["label"] in {"World", "Sports"} and 0.5 <= result["topic"]["score"] <= 1.0
+        assert len(result["embedding"]) == 16 and abs(np.linalg.norm(result["embedding"]) - 1) < 1e-5
+        for entity in result["ner"]:
+            assert text[entity["start"] : entity["end"]] == entity["text"] and entity["text"], entity
+            assert entity["label"] in {"LOC", "ORG", "PER"} and 0.0 < entity["score"] <= 1.0
+        found += len(result["ner"])
+        starts = [e["start"] for e in result["ner"]]
+        assert starts == sorted(starts)
+    assert found > 10
+    assert results[3]["ner"] == []  # an empty text has no words
+    assert max(e["end"] for e in results[5]["ner"]) < 32 * len("word ")  # the cut part has no entity
+
+
+def test_predictions_do_not_depend_on_the_batch(saved):
+    model, _ = MultiTaskModel.load(saved)
+    one_by_one = [model.predict([text])[0] for text in TRICKY]
+    batched = model.predict(TRICKY, batch_size=len(TRICKY))
+    for single, together in zip(one_by_one, batched):
+        assert single["topic"]["label"] == together["topic"]["label"]
+        assert [(e["start"], e["end"], e["label"]) for e in single["ner"]] == [
+            (e["start"], e["end"], e["label"]) for e in together["ner"]
+        ]
+        np.testing.assert_allclose(single["embedding"], together["embedding"], atol=1e-5)
+
+
+def test_entities_come_from_a_valid_bio_sequence(saved):
+    from mtl_model.error_analysis import entities
+    from mtl_model.predict import _word_starts
+
+    model, tokenizer = MultiTaskModel.load(saved)
+    encoding = tokenizer(TRICKY, truncation=True, max_length=32, padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        logits = model(encoding["input_ids"], encoding["attention_mask"], task="ner")["logits"]
+    from mtl_model.decoding import decode
+
+    for row in range(len(TRICKY)):
+        positions = [position for _, position in _word_starts(encoding.word_ids(row))]
+        tags = [NER[t] for t in decode(torch.log_softmax(logits[row, positions], -1).numpy(), NER, "bio_viterbi")]
+        assert is_valid_bio(tags)
+        assert len(entities(tags)) == len(model.predict([TRICKY[row]])[0]["ner"])
+
+
+def test_a_model_without_its_tokenizer_says_how_to_get_one(tiny_backbone):
+    model = build_model(
+        backbone=str(tiny_backbone), heads=[HeadSpec(name="t", kind="sentence", labels=["a", "b"])], pooling="mean",
+        projection_dim=None, normalize=True, head_dropout=0.0, max_seq_length=16,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=r"use a model from MultiTaskModel.load\(folder\)"):
+        model.predict(["text"])
