@@ -7,6 +7,35 @@ from pathlib import Path
 from mtl_model.io import atomic_path, write_parquet_atomic
 
 
+def loss_curve_rows(rows: list[dict], points: int = 25) -> list[dict]:
+    """The loss curve as a short table (about `points` rows: step, then each task's mean loss over the steps
+    since the previous row, then validation metrics where training evaluated), for a Prefect table artifact."""
+    losses = [r for r in rows if r["kind"] == "train" and r["name"] == "loss"]
+    if not losses:
+        return []
+    last = max(r["step"] for r in losses)
+    every = max(1, -(-last // points))
+    table: dict[int, dict] = {}
+    for r in losses:
+        bucket = min(last, -(-r["step"] // every) * every)
+        table.setdefault(bucket, {"step": bucket, "_n": {}})
+        row = table[bucket]
+        row[f"loss {r['task']}"] = row.get(f"loss {r['task']}", 0.0) + r["value"]
+        row["_n"][r["task"]] = row["_n"].get(r["task"], 0) + 1
+    for r in rows:
+        if r["kind"] == "eval" and r["task"] and r["name"] in ("accuracy", "f1"):
+            bucket = min(last, -(-r["step"] // every) * every)
+            table.setdefault(bucket, {"step": bucket, "_n": {}})[f"val {r['task']} {r['name']}"] = round(r["value"], 4)
+    result = []
+    for step in sorted(table):
+        row = table[step]
+        counts = row.pop("_n")
+        for task, count in counts.items():
+            row[f"loss {task}"] = round(row[f"loss {task}"] / count, 4)
+        result.append(row)
+    return result
+
+
 def write_training_log(rows: list[dict], parquet_path: Path, png_path: Path) -> None:
     """Per-step losses and per-evaluation metrics as Parquet, and a loss/metric curve as PNG."""
     import matplotlib
@@ -30,7 +59,9 @@ def write_training_log(rows: list[dict], parquet_path: Path, png_path: Path) -> 
             ),
         ),
     )
-    figure, (loss_axis, eval_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    evals = [r for r in rows if r["kind"] == "eval" and r["task"] and r["name"] in ("accuracy", "f1")]
+    figure, axes = plt.subplots(1, 2 if evals else 1, figsize=(11 if evals else 6, 4), squeeze=False)
+    loss_axis = axes[0][0]
     for task in sorted({r["task"] for r in rows if r["kind"] == "train" and r["name"] == "loss"}):
         points = [
             (r["step"], r["value"]) for r in rows if r["kind"] == "train" and r["name"] == "loss" and r["task"] == task
@@ -38,12 +69,12 @@ def write_training_log(rows: list[dict], parquet_path: Path, png_path: Path) -> 
         loss_axis.plot(*zip(*points), label=task, linewidth=0.8)
     loss_axis.set(title="training loss per task", xlabel="step", ylabel="cross-entropy", yscale="log")
     loss_axis.legend()
-    evals = [r for r in rows if r["kind"] == "eval" and r["task"] and r["name"] in ("accuracy", "f1")]
-    for key in sorted({(r["task"], r["name"]) for r in evals}):
-        points = [(r["step"], r["value"]) for r in evals if (r["task"], r["name"]) == key]
-        eval_axis.plot(*zip(*points), marker="o", label=".".join(key))
-    eval_axis.set(title="validation", xlabel="step", ylabel="metric")
-    if evals:
+    if evals:  # the validation panel only when training evaluated (train.eval_every)
+        eval_axis = axes[0][1]
+        for key in sorted({(r["task"], r["name"]) for r in evals}):
+            points = [(r["step"], r["value"]) for r in evals if (r["task"], r["name"]) == key]
+            eval_axis.plot(*zip(*points), marker="o", label=".".join(key))
+        eval_axis.set(title="validation", xlabel="step", ylabel="metric")
         eval_axis.legend()
     figure.tight_layout()
     with atomic_path(png_path) as temp:

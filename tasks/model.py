@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow.parquet as pq
 from prefect import get_run_logger
 from prefect.artifacts import (
     create_markdown_artifact,
@@ -25,6 +26,7 @@ from mtl_model.contracts import (
     tokenized_paths,
 )
 from mtl_model.model import saved_model_problems
+from mtl_model.training_log import loss_curve_rows
 from tasks.policies import CacheKey, folder_run_name, io_task
 
 MODEL_FILE = Path("model") / "mtl_model.json"
@@ -82,6 +84,12 @@ def train(request: TrainRequest, device: str, precision: str, out_dir: str) -> T
         trained.total_params,
         done,
     )
+    log_file = Path(out_dir) / "train_log.parquet"
+    if log_file.is_file():  # the curve in the UI, not only as a PNG on disk
+        curve = loss_curve_rows(pq.read_table(log_file).to_pylist())
+        create_table_artifact(
+            every_column(curve), key="loss-curve", description="Training loss per task (and validation)"
+        )
     return trained
 
 
@@ -102,10 +110,24 @@ def evaluate(
         {"task": name, **{k: round(v, 4) if isinstance(v, float) else v for k, v in values.items()}}
         for name, values in metrics.tasks.items()
     ]
-    create_table_artifact(rows, key="metrics", description=f"Metrics on the {config.split} split")
+    create_table_artifact(every_column(rows), key="metrics", description=f"Metrics on the {config.split} split")
+    per_class = [
+        {"task": head, "class": name, **{k: round(v, 4) for k, v in values.items()}}
+        for head, classes in metrics.per_class.items()
+        for name, values in classes.items()
+    ]
+    create_table_artifact(every_column(per_class), key="metrics-per-class", description="P/R/F1 per class or type")
+    links = "\n".join(f"- `{name}`: `{path}`" for name, path in metrics.files.items())
+    create_markdown_artifact(f"Error analysis on the {config.split} split:\n\n{links}", key="error-analysis")
     for row in rows:
         get_run_logger().info("%s", row)
     return metrics
+
+
+def every_column(rows: list[dict]) -> list[dict]:
+    """Rows with the union of their keys (a Prefect table takes its columns from the first row only)."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    return [{column: row.get(column) for column in columns} for row in rows]
 
 
 @io_task(

@@ -163,6 +163,30 @@ def test_evaluation_shows_where_the_model_is_wrong(first_run):
         assert (out / "confusion" / f"{head}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_the_ui_gets_every_metric_the_loss_curve_and_the_error_analysis(first_run):
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        latest = {a.key: a for a in client.read_latest_artifacts()}
+    metrics = json.loads(latest["metrics"].data) if isinstance(latest["metrics"].data, str) else latest["metrics"].data
+    assert all("token_accuracy" in row for row in metrics)  # every column of every task, not the first row's only
+    curve = latest["loss-curve"].data
+    curve = json.loads(curve) if isinstance(curve, str) else curve
+    assert curve[-1]["step"] == 12 and {"loss topic", "loss sentiment", "loss ner"} <= set(curve[0])
+    assert "metrics-per-class" in latest and "predictions/ner" in latest["error-analysis"].data
+
+
+def test_loss_curve_rows_average_each_bucket():
+    from mtl_model.training_log import loss_curve_rows
+
+    rows = [{"step": s, "kind": "train", "task": "a", "name": "loss", "value": float(s)} for s in range(1, 11)]
+    rows.append({"step": 10, "kind": "eval", "task": "a", "name": "accuracy", "value": 0.5})
+    assert loss_curve_rows(rows, points=2) == [
+        {"step": 5, "loss a": 3.0},
+        {"step": 10, "loss a": 8.0, "val a accuracy": 0.5},
+    ]
+
+
 def test_policy_all_on_the_trained_model_reproduces_its_metrics(first_run, tmp_path):
     """`freeze_policy: all` with a trained model as backbone: zero-shot use of that model, no training."""
     from flows.pipeline import pipeline
