@@ -325,6 +325,15 @@ class EmbedConfig(StrictModel):
     """Rows per output file `part-NNNNN.parquet`; a shard is the unit of resumption and of fan-out to workers."""
     include_text: bool = False
     """Also write the text column next to the embedding."""
+    outputs: list[str] = Field(default_factory=lambda: ["embedding"], min_length=1)
+    """What each output row carries, from one forward pass: `embedding` and/or the name of any head of the model.
+    A sentence head `topic` adds `topic` (the label's name) and `topic_score` (its probability); a token head `ner`
+    adds `ner`, the entities as `list<struct<start, end, label, text, score>>` with character offsets into the
+    text. Default: the embedding only (what consumers of earlier versions read, at full speed); the bundled
+    configs ask for every head."""
+    include_probs: bool = False
+    """With sentence heads in `outputs`: also `<head>_probs`, every class's probability (`fixed_size_list<float32>`,
+    class order in the shard metadata and the manifest under `heads`)."""
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     """`auto`: bf16 where the device computes it natively (fp16 on GPUs without bf16) when, on the corpus's first rows,
     every embedding keeps cosine ≥ 0.9999 with fp32; otherwise fp32. The choice and the cosine are in the manifest."""

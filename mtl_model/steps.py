@@ -328,6 +328,8 @@ def plan_embedding(
         device=device,
         model_fingerprint=tree_sha256(model_dir)[:16],
         allow_duplicate_ids=config.allow_duplicate_ids,
+        outputs=config.outputs,
+        include_probs=config.include_probs,
     )
 
 

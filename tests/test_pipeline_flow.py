@@ -163,6 +163,42 @@ def test_evaluation_shows_where_the_model_is_wrong(first_run):
         assert (out / "confusion" / f"{head}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_the_corpus_step_predicts_what_evaluation_predicted(first_run, tmp_path):
+    """The test split's texts as a corpus: the corpus step's labels equal the evaluation's predictions; for NER,
+    on sentences whose every word is one word of the tokenizer's own pre-tokenizer (so raw text and CoNLL's
+    pre-split words tokenize alike), the entity spans equal the evaluated tags' spans."""
+    from transformers import AutoTokenizer
+
+    from mtl_model import steps
+    from mtl_model.config import EmbedConfig
+    from mtl_model.error_analysis import entities
+
+    out = first_run["out"]
+    config = EmbedConfig(id_column="row_id", outputs=["topic", "ner"], precision="fp32")
+    for head in ("topic", "ner"):
+        evaluated = pq.read_table(out / "predictions" / f"{head}.parquet").to_pandas()
+        evaluated[["row_id", "text"]].to_parquet(tmp_path / f"{head}.parquet")
+        steps.embed(
+            str(out / "model"), str(tmp_path / f"{head}.parquet"), config, device="cpu", out_dir=str(tmp_path / head)
+        )
+        predicted = pq.read_table(tmp_path / head / "embeddings").to_pandas()
+        assert predicted["row_id"].tolist() == evaluated["row_id"].tolist()
+        if head == "topic":
+            assert predicted["topic"].tolist() == evaluated["predicted"].tolist()
+    tokenizer = AutoTokenizer.from_pretrained(out / "model" / "encoder")
+    pre_tokenize = tokenizer.backend_tokenizer.pre_tokenizer.pre_tokenize_str
+    compared = 0
+    for text, tags, spans in zip(evaluated["text"], evaluated["predicted"], predicted["ner"]):
+        words = text.split(" ")
+        if any(len(pre_tokenize(word)) != 1 for word in words) or len(tokenizer(text)["input_ids"]) > 64:
+            continue  # "U.S." is one CoNLL word but several raw-text words; a cut word ends where reading stopped
+        starts = [sum(len(w) + 1 for w in words[:i]) for i in range(len(words))]
+        expected = [(starts[a], starts[b] + len(words[b]), kind) for kind, a, b in entities(list(tags))]
+        assert [(s["start"], s["end"], s["label"]) for s in spans] == expected, text
+        compared += 1
+    assert compared >= 40
+
+
 def test_the_ui_gets_every_metric_the_loss_curve_and_the_error_analysis(first_run):
     from prefect.client.orchestration import get_client
 
@@ -208,7 +244,7 @@ def test_embeddings_one_row_per_corpus_row_in_order(first_run):
     out = first_run["out"] / "embeddings"
     corpus = pd.read_csv(SAMPLE_DIR / "corpus.csv")
     table = pq.read_table(out)
-    assert table.column_names == ["id", "embedding"]
+    assert table.column_names == ["id", "embedding", "topic", "topic_score", "sentiment", "sentiment_score", "ner"]
     assert str(table.schema.field("embedding").type) == "fixed_size_list<element: float>[16]"
     assert table.column("id").to_pylist() == corpus["id"].tolist()
     vectors = np.stack(table.column("embedding").to_numpy(zero_copy_only=False))

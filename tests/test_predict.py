@@ -96,3 +96,59 @@ def test_a_model_without_its_tokenizer_says_how_to_get_one(tiny_backbone):
     )  # fmt: skip
     with pytest.raises(ValueError, match=r"use a model from MultiTaskModel.load\(folder\)"):
         model.predict(["text"])
+
+
+def test_the_corpus_step_writes_every_head_beside_the_embedding(saved, tmp_path):
+    """Same columns as `model.predict`, in shards with the usual guarantees; offsets index each row's text."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from mtl_model import steps
+    from mtl_model.config import EmbedConfig
+
+    corpus = [text for text in TRICKY if text]  # the corpus step refuses empty texts
+    pd.DataFrame({"id": [f"d{i}" for i in range(len(corpus))], "text": corpus}).to_csv(tmp_path / "c.csv", index=False)
+    config = EmbedConfig(outputs=["embedding", "topic", "ner"], include_probs=True, rows_per_shard=3, precision="fp32")
+    result = steps.embed(str(saved), str(tmp_path / "c.csv"), config, device="cpu", out_dir=str(tmp_path / "out"))
+    assert result.shards == 2 and result.rows == len(corpus)
+    table = pq.read_table(tmp_path / "out" / "embeddings")
+    assert table.column_names == ["id", "embedding", "topic", "topic_score", "topic_probs", "ner"]
+    model, _ = MultiTaskModel.load(saved)
+    expected = model.predict(corpus)
+    texts = pd.read_csv(tmp_path / "c.csv", keep_default_na=False)["text"].tolist()
+    for text, row, direct in zip(texts, table.to_pylist(), expected):
+        assert row["topic"] == direct["topic"]["label"] and abs(row["topic_score"] - direct["topic"]["score"]) < 1e-5
+        assert abs(sum(row["topic_probs"]) - 1) < 1e-5
+        assert [(e["start"], e["end"], e["label"]) for e in row["ner"]] == [
+            (e["start"], e["end"], e["label"]) for e in direct["ner"]
+        ]
+        assert all(text[e["start"] : e["end"]] == e["text"] for e in row["ner"])
+    again = steps.embed(str(saved), str(tmp_path / "c.csv"), config, device="cpu", out_dir=str(tmp_path / "out"))
+    assert again.computed_shards == 0  # up to date: the prediction columns are part of the finished shards
+
+
+def test_unknown_outputs_and_entities_from_token_ids_are_refused(saved, tmp_path):
+    import pandas as pd
+
+    from mtl_model import steps
+    from mtl_model.config import EmbedConfig
+    from mtl_model.errors import ConfigError
+
+    pd.DataFrame({"id": ["a"], "text": ["x"]}).to_csv(tmp_path / "c.csv", index=False)
+    with pytest.raises(ConfigError, match=r"embed.outputs: \['sentiment'\] name no head of this model; choose from"):
+        steps.embed(
+            str(saved),
+            str(tmp_path / "c.csv"),
+            EmbedConfig(outputs=["sentiment"]),
+            device="cpu",
+            out_dir=str(tmp_path / "o"),
+        )
+    pd.DataFrame({"id": ["a"], "text": ["x"], "input_ids": [[2, 100, 3]]}).to_parquet(tmp_path / "t.parquet")
+    with pytest.raises(ConfigError, match=r"token head\(s\) \['ner'\] give entity spans in the text"):
+        steps.embed(
+            str(saved),
+            str(tmp_path / "t.parquet"),
+            EmbedConfig(outputs=["ner"]),
+            device="cpu",
+            out_dir=str(tmp_path / "p"),
+        )

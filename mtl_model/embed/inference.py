@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import TYPE_CHECKING, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import torch
@@ -49,7 +49,6 @@ def encode_texts(
     return encoded, len(long_rows)
 
 
-@torch.inference_mode()
 def embed_token_ids(
     model: MultiTaskModel,
     encoded: list[list[int]],
@@ -61,10 +60,34 @@ def embed_token_ids(
 ) -> np.ndarray:
     """(N, D) float32 embeddings in input order. Rows are sorted by length so each batch pads only to its
     own longest row, then put back in order."""
+    embeddings, _ = run_token_ids(
+        model, encoded, heads=(), batch_size=batch_size, device=device, precision=precision, pad_id=pad_id
+    )
+    return embeddings
+
+
+@torch.inference_mode()
+def run_token_ids(
+    model: MultiTaskModel,
+    encoded: list[list[int]],
+    *,
+    heads: tuple[str, ...],
+    batch_size: int,
+    device: str,
+    precision: str = "fp32",
+    pad_id: int = 0,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The embeddings (N, D) and, from the same forward pass, each head's scores in input order: a sentence head's
+    class probabilities (N, C), a token head's per-row log-probabilities [(T_i, C)]."""
     model.eval()
     lengths = np.array([len(ids) for ids in encoded])  # (N,)
     order = np.argsort(-lengths, kind="stable")  # (N,)
     out = np.zeros((len(encoded), model.embedding_dim), dtype=np.float32)  # (N, D)
+    scores: dict[str, Any] = {}
+    for name in heads:
+        classes = len(model.head_specs[name].labels)
+        sentence = model.head_specs[name].kind == "sentence"
+        scores[name] = np.zeros((len(encoded), classes), dtype=np.float32) if sentence else [None] * len(encoded)
     dtype = autocast_dtype(precision)
     device_type = device.split(":")[0]
     for start in range(0, len(order), batch_size):
@@ -79,7 +102,15 @@ def embed_token_ids(
         with torch.autocast(device_type=device_type, dtype=dtype) if reduced else contextlib.nullcontext():
             features = model(torch.from_numpy(input_ids).to(device), torch.from_numpy(mask).to(device))
         out[rows] = features["sentence_embedding"].float().cpu().numpy()  # (B, D)
-    return out
+        for name in heads:
+            logits = model.head_logits(features, name).float()  # (B, C) or (B, T, C)
+            if isinstance(scores[name], np.ndarray):
+                scores[name][rows] = torch.softmax(logits, dim=-1).cpu().numpy()
+            else:
+                log_probs = torch.log_softmax(logits, dim=-1).cpu().numpy()  # (B, T, C)
+                for index, row in enumerate(rows):
+                    scores[name][row] = log_probs[index, : lengths[row]]  # (T_i, C)
+    return out, scores
 
 
 def embed_texts(

@@ -7,12 +7,15 @@ killed run recomputes only the shards that are missing.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Literal
 
 from mtl_model.base import StrictModel
 from mtl_model.embed.corpus import CorpusFile, rows_in_range, scan_corpus
 from mtl_model.embed.inference import Precision, RequestedPrecision, choose_precision, load_model_once
+from mtl_model.errors import ConfigError
 from mtl_model.io import code_version, json_sha256
+from mtl_model.model import MultiTaskModel
 
 PRECISION_SAMPLE_ROWS = 256  # rows of the corpus's start on which that is checked (embedded twice: a fixed cost)
 
@@ -35,6 +38,17 @@ class ShardSpec(StrictModel):
     def file(self) -> str:
         """The shard's file name in the output folder."""
         return f"part-{self.index:05d}.parquet"
+
+
+class HeadOutput(StrictModel):
+    """What a head writes into the corpus output."""
+
+    kind: Literal["sentence", "token"]
+    """Sentence heads write a label and its probability per row; token heads write entity spans."""
+    labels: list[str]
+    """Class names in class-id order (a sentence head's `label_names` applied; a token head's BIO tags)."""
+    decoding: str
+    """How a token head's word scores become tags (`token_decoding` of the model)."""
 
 
 class EmbedPlan(StrictModel):
@@ -73,6 +87,12 @@ class EmbedPlan(StrictModel):
     """Tokens per text at most; longer texts are truncated (and counted)."""
     vocab_size: int
     """The tokenizer's vocabulary size: pre-tokenized `input_ids` outside it are rejected."""
+    outputs: tuple[str, ...] = ("embedding",)
+    """`embedding` and/or head names: the output columns (`EmbedConfig.outputs`)."""
+    include_probs: bool = False
+    """Whether sentence heads also write every class's probability."""
+    heads: dict[str, HeadOutput] = {}
+    """The heads in `outputs`, as the model defines them (kind, class names, decoding)."""
     shards: tuple[ShardSpec, ...]
     """The fixed row slices, in output order."""
     inputs: tuple[CorpusFile, ...]
@@ -88,6 +108,8 @@ class EmbedPlan(StrictModel):
             "normalized": self.normalized,
             "max_seq_length": self.max_seq_length,
             "precision": self.precision,
+            **({"outputs": list(self.outputs)} if self.outputs != ("embedding",) else {}),
+            **({"heads": {name: head.labels for name, head in self.heads.items()}} if self.heads else {}),
         }
 
     @property
@@ -100,6 +122,7 @@ class EmbedPlan(StrictModel):
                 "text": self.text_column,
                 "include_text": self.include_text,
                 "precision": self.precision,
+                **({"outputs": list(self.outputs), "probs": self.include_probs} if self.heads else {}),
                 "code": code_version(),
             }
         )[:16]
@@ -122,6 +145,20 @@ def plan_shards(files: list[CorpusFile], rows_per_shard: int) -> list[ShardSpec]
     return shards
 
 
+def head_outputs(model: MultiTaskModel, outputs: Sequence[str]) -> dict[str, HeadOutput]:
+    """The heads named in `outputs`; an unknown name is a `ConfigError` listing what the model has."""
+    specs = model.head_specs
+    unknown = [name for name in outputs if name != "embedding" and name not in specs]
+    if unknown:
+        choices = ", ".join(["embedding", *specs])
+        raise ConfigError(f"embed.outputs: {unknown} name no head of this model; choose from {choices}")
+    return {
+        name: HeadOutput(kind=specs[name].kind, labels=specs[name].names(), decoding=model.config.token_decoding)
+        for name in outputs
+        if name != "embedding"
+    }
+
+
 def plan_embedding(
     model_dir: str,
     corpus: str,
@@ -137,11 +174,14 @@ def plan_embedding(
     device: str,
     model_fingerprint: str,
     allow_duplicate_ids: bool = False,
+    outputs: Sequence[str] = ("embedding",),
+    include_probs: bool = False,
 ) -> EmbedPlan:
     """Validate the corpus (all problems at once, duplicate ids included unless allowed), fix the shard slices and
     decide the precision, once."""
     inputs = scan_corpus(corpus, id_column=id_column, text_column=text_column, allow_duplicate_ids=allow_duplicate_ids)
     model, tokenizer = load_model_once(model_dir, model_fingerprint, device)
+    heads = head_outputs(model, outputs)
     shards = plan_shards(inputs, rows_per_shard)
     sample: list[str] = []
     if shards:
@@ -172,6 +212,9 @@ def plan_embedding(
         normalized=model.config.normalize,
         max_seq_length=model.config.max_seq_length,
         vocab_size=len(tokenizer),
+        outputs=tuple(outputs),
+        include_probs=include_probs,
+        heads=heads,
         shards=tuple(shards),
         inputs=tuple(inputs),
     )

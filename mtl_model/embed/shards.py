@@ -20,9 +20,10 @@ import pyarrow.parquet as pq
 
 from mtl_model.base import StrictModel
 from mtl_model.embed.corpus import MAX_LISTED_PROBLEMS, id_type, rows_in_range
-from mtl_model.embed.inference import embed_token_ids, encode_texts, load_model_once
+from mtl_model.embed.heads import Alignment, head_columns, head_fields, token_alignment
+from mtl_model.embed.inference import encode_texts, load_model_once, run_token_ids
 from mtl_model.embed.plan import EmbedPlan, ShardSpec
-from mtl_model.errors import DataValidationError, Problem
+from mtl_model.errors import ConfigError, DataValidationError, Problem
 from mtl_model.io import atomic_path, file_sha256
 
 if TYPE_CHECKING:
@@ -31,7 +32,8 @@ if TYPE_CHECKING:
 METADATA_KEY = b"mtl.embedding"
 
 Item = TypeVar("Item")
-Window = tuple[pa.Array, list[str], list[list[int]], int]  # ids, texts, token ids per row, truncated count
+# ids, texts, token ids per row, word alignment (token heads only), truncated count
+Window = tuple[pa.Array, list[str], list[list[int]], Alignment | None, int]
 
 
 class ShardRecord(StrictModel):
@@ -97,8 +99,12 @@ def embedding_array(embeddings: np.ndarray) -> pa.FixedSizeListArray:
     return pa.FixedSizeListArray.from_arrays(pa.array(embeddings.reshape(-1), type=pa.float32()), dim)  # (N * D,)
 
 
-def _windows(plan: EmbedPlan, shard: ShardSpec, tokenizer: PreTrainedTokenizerBase) -> Iterator[Window]:
-    """Windows of `sort_window` rows: ids, texts, token ids, truncated count."""
+def _windows(
+    plan: EmbedPlan, shard: ShardSpec, tokenizer: PreTrainedTokenizerBase, *, align: bool = True
+) -> Iterator[Window]:
+    """Windows of `sort_window` rows: ids, texts, token ids, word alignment (when a token head is in the outputs
+    and `align`), truncated count."""
+    token_heads = [name for name, head in plan.heads.items() if head.kind == "token"]
     columns = [plan.id_column, plan.text_column, "input_ids", "attention_mask"]
     pending: list[pa.RecordBatch] = []
     pending_rows = 0
@@ -106,6 +112,11 @@ def _windows(plan: EmbedPlan, shard: ShardSpec, tokenizer: PreTrainedTokenizerBa
     def flush(batches: list[pa.RecordBatch]) -> Window:
         table = pa.Table.from_batches(batches)
         texts = [str(t) for t in table.column(plan.text_column).to_pylist()]
+        if "input_ids" in table.column_names and token_heads:
+            raise ConfigError(
+                f"embed.outputs: token head(s) {token_heads} give entity spans in the text, but {shard.source} "
+                "is pre-tokenized (`input_ids`): embed it from its text column, or leave the token heads out"
+            )
         if "input_ids" in table.column_names:  # already tokenized with this model's tokenizer: use the ids
             encoded = [list(ids) for ids in table.column("input_ids").to_pylist()]
             if "attention_mask" in table.column_names:  # padded rows (like the pipeline's tokenized Parquet)
@@ -132,7 +143,8 @@ def _windows(plan: EmbedPlan, shard: ShardSpec, tokenizer: PreTrainedTokenizerBa
             truncated = 0
         else:
             encoded, truncated = encode_texts(tokenizer, texts, plan.max_seq_length)
-        return table.column(plan.id_column).combine_chunks(), texts, encoded, truncated
+        alignment = token_alignment(tokenizer, texts, plan.max_seq_length) if token_heads and align else None
+        return table.column(plan.id_column).combine_chunks(), texts, encoded, alignment, truncated
 
     for batch in rows_in_range(shard.source, columns, shard.offset, shard.rows):
         pending.append(batch)
@@ -207,30 +219,32 @@ def _embed_shard(plan: EmbedPlan, index: int, *, device: str) -> ShardRecord:
     pad_id = tokenizer.pad_token_id or 0
     # The truncation count belongs in the schema metadata, which is fixed when the writer opens: count it
     # first with a tokenize-only pass (tokenizing costs ~1 % of embedding).
-    truncated = sum(cut for *_, cut in _windows(plan, shard, tokenizer))
+    truncated = sum(cut for *_, cut in _windows(plan, shard, tokenizer, align=False))
     metadata = {METADATA_KEY: json.dumps(shard_metadata(plan, shard, truncated), sort_keys=True).encode()}
+    embedding = "embedding" in plan.outputs
     schema = pa.schema(
-        [
-            (plan.id_column, id_type(shard.source, plan.id_column)),
-            ("embedding", pa.list_(pa.float32(), plan.dimension)),
-        ]  # fixed_size_list<float32>[D]
-        + ([(plan.text_column, pa.string())] if plan.include_text else []),
+        [pa.field(plan.id_column, id_type(shard.source, plan.id_column))]
+        + ([pa.field("embedding", pa.list_(pa.float32(), plan.dimension))] if embedding else [])  # fixed_size_list[D]
+        + head_fields(plan)
+        + ([pa.field(plan.text_column, pa.string())] if plan.include_text else []),
         metadata=metadata,
     )
     written = 0
     with atomic_path(target) as temp:
         with pq.ParquetWriter(temp, schema) as writer:
-            for ids, texts, encoded, _ in _read_ahead(_windows(plan, shard, tokenizer)):
+            for ids, texts, encoded, alignment, _ in _read_ahead(_windows(plan, shard, tokenizer)):
                 written += len(encoded)
-                embeddings = embed_token_ids(  # (W, D) for the window's W rows, in input order
+                embeddings, scores = run_token_ids(  # (W, D) for the window's W rows, in input order; head scores
                     model,
                     encoded,
+                    heads=tuple(plan.heads),
                     batch_size=plan.batch_size,
                     device=device,
                     precision=plan.precision,
                     pad_id=pad_id,
                 )
-                columns = [ids.cast(schema.field(0).type), embedding_array(embeddings)]
+                columns = [ids.cast(schema.field(0).type)] + ([embedding_array(embeddings)] if embedding else [])
+                columns += head_columns(plan, scores, texts, alignment)
                 if plan.include_text:
                     columns.append(pa.array(texts, type=pa.string()))
                 writer.write_table(pa.Table.from_arrays(columns, schema=schema))
