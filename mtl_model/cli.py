@@ -142,6 +142,18 @@ def embed_config(overrides: list[str]):
         raise ConfigError(f"embed settings: {exc}") from exc
 
 
+def show_progress(logger_name: str) -> None:
+    """Print a library logger's INFO lines (progress: rows/s, time left) on stderr; Prefect runs log them anyway."""
+    import logging
+
+    logger = logging.getLogger(logger_name)
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def run_plain_embedding(argv: list[str]) -> int:
     """`python -m mtl_model embed …`: the embed step without Prefect (shards one after another)."""
     from mtl_model.device import resolve_device
@@ -152,6 +164,7 @@ def run_plain_embedding(argv: list[str]) -> int:
 
     args = parse_embed_args(argv, "python -m mtl_model embed", task_runner=False)
     quiet_third_party()
+    show_progress("mtl_model.embed")
     try:
         config = embed_config(args.overrides)
         with output_lock(args.out):

@@ -7,11 +7,13 @@ one shard (mapped, so a Dask task runner spreads shards over workers), then writ
 from __future__ import annotations
 
 from prefect import get_run_logger, unmapped
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+from prefect.futures import as_completed
 
 from mtl_model import steps
 from mtl_model.config import EmbedConfig
 from mtl_model.embed import EmbeddingResult, EmbedPlan, ShardRecord, finish_embedding, prepare_output, summary_of
+from mtl_model.embed.progress import EmbedProgress
 from tasks.policies import CacheKey, io_task
 
 
@@ -74,4 +76,11 @@ def embed(model_dir: str, corpus: str, config: EmbedConfig, device: str, out_dir
         get_run_logger().info("embeddings in %s are up to date: nothing to do", done.path)
         return done
     futures = embed_shard.map(unmapped(plan), list(range(len(plan.shards))), unmapped(device))
+    progress = EmbedProgress(total_rows=sum(shard.rows for shard in plan.shards))
+    artifact = create_progress_artifact(0.0, key="embedding-progress", description="Rows embedded (%)")
+    for future in as_completed(futures):  # progress as shards finish, in whatever order they finish
+        record = future.result()
+        progress.add(record.rows, computed=record.computed)
+        update_progress_artifact(artifact, progress.percent, description=progress.line())
+        get_run_logger().info("embeddings: %s (%s)", progress.line(), record.file)
     return finish(plan, [future.result() for future in futures])

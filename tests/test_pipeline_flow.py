@@ -210,6 +210,8 @@ def test_the_ui_gets_every_metric_the_loss_curve_and_the_error_analysis(first_ru
     curve = json.loads(curve) if isinstance(curve, str) else curve
     assert curve[-1]["step"] == 12 and {"loss topic", "loss sentiment", "loss ner"} <= set(curve[0])
     assert "metrics-per-class" in latest and "predictions/ner" in latest["error-analysis"].data
+    assert latest["embedding-progress"].data == 100.0 and "200/200 rows" in latest["embedding-progress"].description
+    assert latest["training-progress"].data == 100.0
 
 
 def test_loss_curve_rows_average_each_bucket():
