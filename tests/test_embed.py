@@ -383,3 +383,14 @@ def test_temp_files_carry_their_writer_and_a_live_writers_are_never_deleted(mode
         path.write_bytes(b"partial")
     run(model_dir, tmp_path / "corpus.parquet", tmp_path / "out")
     assert live.exists() and not dead.exists() and not legacy.exists()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_stored_embeddings_are_unit_vectors_in_every_precision(model_dir, tmp_path, precision):
+    """Normalised in fp32 after the forward pass: a consumer's dot product is the cosine, even under bf16."""
+    make_corpus(tmp_path / "corpus.parquet", 120)
+    run(model_dir, tmp_path / "corpus.parquet", tmp_path / "out", CONFIG.model_copy(update={"precision": precision}))
+    vectors = np.stack(
+        pq.read_table(tmp_path / "out" / "embeddings").column("embedding").to_numpy(zero_copy_only=False)
+    )
+    assert np.abs(np.linalg.norm(vectors.astype(np.float64), axis=1) - 1.0).max() <= 1e-6

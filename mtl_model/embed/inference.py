@@ -66,6 +66,14 @@ def embed_token_ids(
     return embeddings
 
 
+def stored_embedding(model: MultiTaskModel, features: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The embedding as written (B, D) float32: a normalising model's vectors are normalised again in fp32, so every
+    stored row is a unit vector (|norm - 1| ≤ 1e-6) whatever precision computed it, and cosine = dot product."""
+    if model.normalize is None:
+        return features["sentence_embedding"].float()
+    return torch.nn.functional.normalize(features["sentence_features"].float(), dim=-1)
+
+
 @torch.inference_mode()
 def run_token_ids(
     model: MultiTaskModel,
@@ -101,7 +109,7 @@ def run_token_ids(
         reduced = dtype is not None and width > FP32_MAX_TOKENS  # short texts stay fp32, see FP32_MAX_TOKENS
         with torch.autocast(device_type=device_type, dtype=dtype) if reduced else contextlib.nullcontext():
             features = model(torch.from_numpy(input_ids).to(device), torch.from_numpy(mask).to(device))
-        out[rows] = features["sentence_embedding"].float().cpu().numpy()  # (B, D)
+        out[rows] = stored_embedding(model, features).cpu().numpy()  # (B, D)
         for name in heads:
             logits = model.head_logits(features, name).float()  # (B, C) or (B, T, C)
             if isinstance(scores[name], np.ndarray):
