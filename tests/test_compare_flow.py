@@ -7,7 +7,7 @@ import json
 import pytest
 
 from mtl_model.options import ComparisonOptions
-from tests.test_pipeline_flow import task_run_states, write_config
+from tests.helpers import task_run_states, write_config
 
 pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.filterwarnings("ignore:gradual unfreezing")]
 

@@ -21,10 +21,9 @@ from safetensors.torch import load_file
 from mtl_model.callbacks import TrainerCallback
 from mtl_model.config import TrainConfig
 from mtl_model.evaluate import evaluate_task
-from mtl_model.tokenization import TokenizedSplit
 from mtl_model.train import STATE_KEYS, TaskSampler, TrainingRun, selection_value, train_multitask
 from tests.conftest import REPO_ROOT, SAMPLE_DIR
-from tests.test_model import one_batch_split, tiny_model
+from tests.helpers import one_batch_split, splits, tiny_model
 
 
 @pytest.mark.parametrize(
@@ -43,13 +42,6 @@ def test_task_sampling_mix_for_a_seed(strategy, counts):
         strategy
     ]
     assert sampler.probabilities.tolist() == pytest.approx(expected)  # temperature: sqrt(900):sqrt(100) = 3:1
-
-
-def splits(rows: int = 16) -> dict[str, TokenizedSplit]:
-    topic = one_batch_split(seed=4, rows=rows)
-    sentiment = one_batch_split(seed=5, rows=rows)
-    sentiment.labels = sentiment.labels % 2
-    return {"topic": topic, "sentiment": sentiment}
 
 
 def test_one_task_per_batch_with_round_robin(tiny_backbone):

@@ -13,8 +13,7 @@ from mtl_model.freeze import apply_freeze_policy, parse_freeze_policy, policy_sl
 from mtl_model.lora import add_lora_adapters, has_lora_adapters
 from mtl_model.model import MultiTaskModel
 from mtl_model.train import build_optimizer, train_multitask
-from tests.helpers import bert_encoder_params, build_tiny_tokenizer
-from tests.test_model import one_batch_split, tiny_model
+from tests.helpers import bert_encoder_params, build_tiny_tokenizer, one_batch_split, tiny_model
 
 HIDDEN, FF, POSITIONS, TYPES = 32, 64, 128, 2
 LAYER = 4 * (HIDDEN * HIDDEN + HIDDEN) + 2 * HIDDEN + (HIDDEN * FF + FF) + (FF * HIDDEN + HIDDEN) + 2 * HIDDEN  # 8,544

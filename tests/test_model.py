@@ -7,34 +7,11 @@ import pytest
 import torch
 
 from mtl_model.config import TrainConfig
-from mtl_model.model import HeadSpec, MultiTaskModel, build_model
+from mtl_model.model import MultiTaskModel, build_model
 from mtl_model.modules import Dense, Pooling, SentenceHead, TokenHead
 from mtl_model.tokenization import IGNORE_INDEX, TokenizedSplit
 from mtl_model.train import task_loss, train_multitask
-from tests.helpers import TINY_BERT
-
-HEADS = [
-    HeadSpec(name="topic", kind="sentence", labels=["1", "2", "3", "4"]),
-    HeadSpec(name="sentiment", kind="sentence", labels=["0", "1"]),
-    HeadSpec(
-        name="ner",
-        kind="token",
-        labels=["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-MISC", "I-MISC"],
-    ),
-]
-
-
-def tiny_model(backbone, projection_dim: int | None = 16, seed: int = 0) -> MultiTaskModel:
-    torch.manual_seed(seed)
-    return build_model(
-        backbone=str(backbone),
-        heads=HEADS,
-        pooling="mean",
-        projection_dim=projection_dim,
-        normalize=True,
-        head_dropout=0.1,
-        max_seq_length=32,
-    )
+from tests.helpers import HEADS, TINY_BERT, one_batch_split, tiny_model
 
 
 def test_mean_pooling_ignores_padding():
@@ -74,14 +51,6 @@ def test_model_forward_shapes(tiny_backbone):
     torch.testing.assert_close(out["sentence_embedding"].norm(dim=-1), torch.ones(3))
     with pytest.raises(KeyError, match="no head named 'pos'"):
         model(ids, mask, task="pos")
-
-
-def one_batch_split(seed: int = 0, rows: int = 8, length: int = 12) -> TokenizedSplit:
-    rng = np.random.default_rng(seed)
-    lengths = rng.integers(4, length + 1, size=rows)
-    mask = (np.arange(length)[None, :] < lengths[:, None]).astype(np.int64)
-    ids = np.where(mask == 1, rng.integers(5, 300, size=(rows, length)), 0)
-    return TokenizedSplit(ids, mask, rng.integers(0, 4, size=rows), {"kind": "sentence"})
 
 
 def test_overfit_one_batch(tiny_backbone):

@@ -14,7 +14,7 @@ import pytest
 
 from mtl_model.lock import LOCK_NAME, OutputLocked, output_lock
 from tests.conftest import REPO_ROOT, SAMPLE_DIR
-from tests.test_pipeline_flow import write_config
+from tests.helpers import write_config
 
 
 def test_a_second_holder_is_refused_naming_the_first(tmp_path):

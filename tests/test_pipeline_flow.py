@@ -11,51 +11,12 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
 from mtl_model.options import PipelineOptions
-from tests.conftest import REPO_ROOT, SAMPLE_DIR
+from tests.conftest import SAMPLE_DIR
+from tests.helpers import PIPELINE_TASKS, task_run_states, write_config
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
-
-
-def write_config(tmp_path: Path, backbone: Path, data_dir: Path, **train) -> Path:
-    config = yaml.safe_load((REPO_ROOT / "data/configs/default.yaml").read_text())
-    config["name"] = "tiny"
-    config["data_dir"] = str(data_dir)
-    config["model"]["backbone"] = str(backbone)
-    config["model"]["projection_dim"] = 16
-    config["train"].update({"max_steps": 12, "batch_size": 8, **train})
-    config["embed"]["precision"] = "fp32"  # exact comparisons with sentence-transformers below
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-# validate, 3 × tokenize, 3 × pad, train, evaluate, embed-plan, embed-check-output, embed-shard-00000, embed-finish
-PIPELINE_TASKS = 13
-
-
-def task_run_states(flow_state, expected: int = PIPELINE_TASKS, timeout: float = 60.0) -> dict[str, str]:
-    """Task run name → final state name, read back from the Prefect API.
-
-    Prefect records task run states asynchronously, so poll until all `expected` runs have a final state.
-    """
-    import time
-
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
-    deadline = time.monotonic() + timeout
-    with get_client(sync_client=True) as client:
-        while True:
-            runs = client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_state.state_details.flow_run_id]))
-            )
-            states = {run.name: run.state.name for run in runs if run.state is not None and run.state.is_final()}
-            if len(states) >= expected or time.monotonic() > deadline:
-                return states
-            time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import torch
 
 from mtl_model.decoding import is_valid_bio
 from mtl_model.model import HeadSpec, MultiTaskModel, build_model
+from tests.helpers import save_prediction_model
 
 NER = ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
 TRICKY = [
@@ -23,22 +24,8 @@ TRICKY = [
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory, tiny_backbone):
-    from transformers import AutoTokenizer
 
-    torch.manual_seed(0)
-    heads = [
-        HeadSpec(name="topic", kind="sentence", labels=["1", "2"], label_names={"1": "World", "2": "Sports"}),
-        HeadSpec(name="ner", kind="token", labels=NER),
-    ]
-    model = build_model(
-        backbone=str(tiny_backbone), heads=heads, pooling="mean", projection_dim=16, normalize=True,
-        head_dropout=0.0, max_seq_length=32, token_decoding="bio_viterbi",
-    )  # fmt: skip
-    with torch.no_grad():  # lean the untrained NER head towards entities, so every text has some to check
-        model.heads["ner"].classifier.bias.copy_(torch.tensor([0.0, 1.0, 1.5, 1.0, 1.5, 1.0, 1.5]))
-    folder = tmp_path_factory.mktemp("predict") / "model"
-    model.save(folder, AutoTokenizer.from_pretrained(tiny_backbone))
-    return folder
+    return save_prediction_model(tiny_backbone, tmp_path_factory.mktemp("predict") / "model", NER, 32)
 
 
 def test_every_head_from_one_call_with_names_scores_and_exact_offsets(saved):

@@ -18,7 +18,7 @@ from mtl_model.model import HeadSpec, MultiTaskModel, build_model
 from mtl_model.modules.scratch import ScratchArchitecture, ScratchEncoder, scratch_parameter_count
 from mtl_model.options import PipelineOptions, RunOptions
 from tests.conftest import REPO_ROOT, SAMPLE_DIR
-from tests.test_pipeline_flow import task_run_states
+from tests.helpers import task_run_states
 
 TINY = {"d_model": 32, "num_heads": 4, "num_layers": 2, "ff_dim": 64, "dropout": 0.0, "max_positions": 64}
 
@@ -184,7 +184,7 @@ def test_lora_on_the_scratch_encoder_adapts_its_feed_forward_layers(tmp_path):
     from mtl_model.config import TrainConfig, plan_run
     from mtl_model.train import train_multitask
     from mtl_model.vocab import VocabConfig, build_tokenizer
-    from tests.test_model import one_batch_split
+    from tests.helpers import one_batch_split
 
     with pytest.raises(
         ConfigError,

@@ -11,7 +11,7 @@ import time
 import psutil
 
 from tests.conftest import REPO_ROOT, SAMPLE_DIR
-from tests.test_pipeline_flow import write_config
+from tests.helpers import write_config
 
 
 def test_a_sigkilled_flow_leaves_no_temporary_server(tmp_path, tiny_backbone):

@@ -77,7 +77,7 @@ def test_precision_resolution():
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
 def test_every_precision_trains(tiny_backbone, precision):
     """fp16 goes through the gradient scaler (on CPU here; the same code path serves GPUs without bf16)."""
-    from tests.test_model import one_batch_split, tiny_model
+    from tests.helpers import one_batch_split, tiny_model
 
     model = tiny_model(tiny_backbone)
     config = TrainConfig(

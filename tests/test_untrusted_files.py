@@ -27,8 +27,7 @@ from mtl_model.contracts import TokenizedTask, TrainRequest
 from mtl_model.errors import ConfigError
 from mtl_model.train import TrainingRun, train_multitask
 from tests.conftest import REPO_ROOT
-from tests.test_engine import splits
-from tests.test_model import one_batch_split, tiny_model
+from tests.helpers import one_batch_split, splits, tiny_model
 
 CHECKPOINT_LOGGER = "mtl_model.checkpoint"
 
