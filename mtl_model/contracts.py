@@ -77,30 +77,8 @@ class SplitStats(StrictModel):
     """Words the tokenizer produced no token for (e.g. stray control characters)."""
 
 
-class EncodedTask(StrictModel):
-    """The tokenize step's result: one task's splits as ragged token ids (`<out>/encoded/<task>/<split>.parquet`)."""
-
-    task: str
-    """Task name."""
-    kind: TaskKind
-    """Sentence labels, token tags, or both (`joint`)."""
-    labels: list[str]
-    """Sentence labels (for a token task: its tags) in class-id order."""
-    tag_labels: list[str] | None = None
-    """A joint task's token tags in class-id order."""
-    label_names: dict[str, str] | None = None
-    """Human-readable names of the sentence labels (`TaskSpec.label_names`)."""
-    encoded: dict[str, str]
-    """Split name → ragged Parquet file."""
-    stats: dict[str, SplitStats]
-    """Split name → tokenisation counts."""
-    reads: list[FileReport]
-    """What reading the task's files found."""
-
-
-class TokenizedTask(StrictModel):
-    """The pad step's result: one task's splits padded to `max_seq_length`
-    (`<out>/tokenized/<task>/<split>.parquet`)."""
+class TaskLabels(StrictModel):
+    """A task's identity and label space, as the tokenize step found it and every later step carries it."""
 
     task: str
     """Task name (a joint task `x` trains heads `x` and `x_tags`)."""
@@ -112,6 +90,27 @@ class TokenizedTask(StrictModel):
     """A joint task's token tags in class-id order."""
     label_names: dict[str, str] | None = None
     """Human-readable names of the sentence labels (`TaskSpec.label_names`)."""
+
+    def label_space(self) -> dict[str, object]:
+        """These fields as keyword arguments, to build the next step's record of the same task."""
+        return self.model_dump(include=set(TaskLabels.model_fields))
+
+
+class EncodedTask(TaskLabels):
+    """The tokenize step's result: one task's splits as ragged token ids (`<out>/encoded/<task>/<split>.parquet`)."""
+
+    encoded: dict[str, str]
+    """Split name → ragged Parquet file."""
+    stats: dict[str, SplitStats]
+    """Split name → tokenisation counts."""
+    reads: list[FileReport]
+    """What reading the task's files found."""
+
+
+class TokenizedTask(TaskLabels):
+    """The pad step's result: one task's splits padded to `max_seq_length`
+    (`<out>/tokenized/<task>/<split>.parquet`)."""
+
     files: dict[str, str]
     """Split name → padded Parquet file."""
     truncated: dict[str, int] = Field(default_factory=dict)

@@ -17,10 +17,16 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import torch
 
-from mtl_model.evaluate import sentence_metrics, token_log_probs, token_metrics, word_tags
-from mtl_model.model import TAGS_SUFFIX, HeadSpec, MultiTaskModel
+from mtl_model.evaluate import (
+    head_views,
+    sentence_metrics,
+    sentence_probabilities,
+    token_log_probs,
+    token_metrics,
+    word_tags,
+)
+from mtl_model.model import HeadSpec, MultiTaskModel
 from mtl_model.tokenization import TokenizedSplit
 
 REPORT_KEYS = ("precision", "recall", "f1", "support")
@@ -36,19 +42,6 @@ class HeadReport:
     confusion: np.ndarray | None = None  # (C gold, C predicted) for sentence heads
     class_names: list[str] = field(default_factory=list)
     entity_errors: dict[str, dict[str, int]] | None = None  # token heads: per gold type, outcome → count
-
-
-@torch.inference_mode()
-def sentence_probabilities(model: MultiTaskModel, split: TokenizedSplit, head: str, *, batch_size: int, device: str):
-    """Class probabilities per row (N, C), in row order."""
-    from mtl_model.evaluate import sorted_batches
-
-    model.eval()
-    probs = np.zeros((len(split), len(model.head_specs[head].labels)), dtype=np.float32)  # (N, C)
-    for rows, input_ids, mask in sorted_batches(split, batch_size):
-        logits = model(input_ids.to(device), mask.to(device), task=head)["logits"]  # (B, C)
-        probs[rows] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
-    return probs
 
 
 def _report_rows(report: dict, names: list[str]) -> dict[str, dict[str, float]]:
@@ -157,8 +150,7 @@ def report_splits(
     """A `HeadReport` per head (a joint task `x`: `x` and `x_tags`), with the same metrics `evaluate_splits` gives."""
     reports = {}
     for task, split in splits.items():
-        views = [(task, split.sentence_view()), (task + TAGS_SUFFIX, split)]
-        for head, view in views if split.metadata.get("kind") == "joint" else [(task, split)]:
+        for head, view in head_views(task, split):
             spec = model.head_specs[head]
             build = sentence_report if spec.kind == "sentence" else token_report
             reports[head] = build(model, view, spec, batch_size=batch_size, device=device)

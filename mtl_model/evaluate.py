@@ -50,18 +50,16 @@ def sorted_batches(split: TokenizedSplit, batch_size: int):
 
 
 @torch.inference_mode()
-def predict(model: MultiTaskModel, split: TokenizedSplit, task: str, *, batch_size: int, device: str) -> np.ndarray:
-    """Arg-max class per row (N,) or per token (N, L), in row order."""
+def sentence_probabilities(
+    model: MultiTaskModel, split: TokenizedSplit, head: str, *, batch_size: int, device: str
+) -> np.ndarray:
+    """Class probabilities per row (N, C), in row order; the prediction is their arg-max."""
     model.eval()
-    kind = model.head_specs[task].kind
-    predictions = np.zeros((len(split),) if kind == "sentence" else split.input_ids.shape, dtype=np.int64)
+    probs = np.zeros((len(split), len(model.head_specs[head].labels)), dtype=np.float32)  # (N, C)
     for rows, input_ids, mask in sorted_batches(split, batch_size):
-        logits = model(input_ids.to(device), mask.to(device), task=task)["logits"]  # (B, C) or (B, T, C)
-        if kind == "sentence":
-            predictions[rows] = logits.argmax(-1).cpu().numpy()
-        else:
-            predictions[rows, : input_ids.shape[1]] = logits.argmax(-1).cpu().numpy()
-    return predictions
+        logits = model(input_ids.to(device), mask.to(device), task=head)["logits"]  # (B, C)
+        probs[rows] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+    return probs
 
 
 def sentence_metrics(gold: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
@@ -127,7 +125,8 @@ def evaluate_task(
     """Metrics of one task on one padded split."""
     spec = model.head_specs[task]
     if spec.kind == "sentence":
-        return sentence_metrics(split.labels, predict(model, split, task, batch_size=batch_size, device=device))
+        probs = sentence_probabilities(model, split, task, batch_size=batch_size, device=device)
+        return sentence_metrics(split.labels, probs.argmax(axis=1))
     log_probs = token_log_probs(model, split, task, batch_size=batch_size, device=device)
     gold, predicted = word_tags(split, log_probs, spec.labels, model.config.token_decoding)
     return token_metrics(gold, predicted)
@@ -136,14 +135,17 @@ def evaluate_task(
 def evaluate_splits(
     model: MultiTaskModel, splits: dict[str, TokenizedSplit], *, batch_size: int, device: str
 ) -> dict[str, dict]:
-    """Metrics per head: a joint task `x` reports its sentence head as `x` and its token head as `x_tags`."""
-    metrics = {}
-    for task, split in splits.items():
-        if split.metadata.get("kind") == "joint":
-            metrics[task] = evaluate_task(model, split.sentence_view(), task, batch_size=batch_size, device=device)
-            metrics[task + TAGS_SUFFIX] = evaluate_task(
-                model, split, task + TAGS_SUFFIX, batch_size=batch_size, device=device
-            )
-        else:
-            metrics[task] = evaluate_task(model, split, task, batch_size=batch_size, device=device)
-    return metrics
+    """Metrics per head (`head_views`)."""
+    return {
+        head: evaluate_task(model, view, head, batch_size=batch_size, device=device)
+        for task, split in splits.items()
+        for head, view in head_views(task, split)
+    }
+
+
+def head_views(task: str, split: TokenizedSplit) -> list[tuple[str, TokenizedSplit]]:
+    """The heads a task's split is evaluated on: a joint task `x` gives its sentence head `x` (on the sentence
+    labels) and its token head `x_tags`; any other task its one head."""
+    if split.metadata.get("kind") == "joint":
+        return [(task, split.sentence_view()), (task + TAGS_SUFFIX, split)]
+    return [(task, split)]

@@ -33,7 +33,7 @@ from mtl_model.contracts import (
     ValidationReport,
     Vocabulary,
 )
-from mtl_model.error_analysis import plot_confusion, report_splits
+from mtl_model.error_analysis import HeadReport, plot_confusion, report_splits
 from mtl_model.errors import DataValidationError
 from mtl_model.io import (
     atomic_dir,
@@ -163,11 +163,7 @@ def pad(encoded: EncodedTask, max_seq_length: int, out_dir: str) -> TokenizedTas
         pad_encoded(source, target, max_seq_length=max_seq_length, pad_token_id=pad_id)
         files[split] = str(target)
     return TokenizedTask(
-        task=encoded.task,
-        kind=encoded.kind,
-        labels=encoded.labels,
-        tag_labels=encoded.tag_labels,
-        label_names=encoded.label_names,
+        **encoded.label_space(),
         files=files,
         truncated={split: stats.truncated for split, stats in encoded.stats.items()},
     )
@@ -284,13 +280,15 @@ def evaluate(
     return metrics
 
 
-def write_error_analysis(reports: dict, sources: dict[str, str], out: Path, *, split: str) -> dict[str, str]:
+def write_error_analysis(
+    reports: dict[str, HeadReport], sources: dict[str, str], out: Path, *, split: str
+) -> dict[str, str]:
     """`predictions/<head>.parquet` (row_id, text, gold, predicted, score) and `confusion/<head>.png` per head."""
     import pyarrow.parquet as pq
 
     files = {}
     for head, report in reports.items():
-        source = sources[head.removesuffix(TAGS_SUFFIX) if head not in sources else head]
+        source = sources.get(head) or sources[head.removesuffix(TAGS_SUFFIX)]  # a joint task's `x_tags`: x's file
         names = [name for name in ("row_id", "text") if name in pq.read_schema(source).names]
         context = pq.read_table(source, columns=names)
         table = report.predictions

@@ -54,7 +54,8 @@ def plant(path: Path, marker: Path, form: str = "archive") -> Path:
 
 
 def test_the_planted_payload_runs_code_when_unpickled_the_unsafe_way(tmp_path):
-    """The control: these files do run code under a plain unpickler, so the tests below prove something."""
+    """The control: these files do run code under a plain unpickler, so the tests below prove something. The only
+    unsafe loads in the project: of payloads this test planted a moment ago in its own tmp_path, to prove them."""
     for form in ("archive", "pickle"):
         marker = tmp_path / f"ran-{form}"
         path = plant(tmp_path / f"evil-{form}.pt", marker, form)
