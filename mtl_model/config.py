@@ -203,6 +203,10 @@ class ModelConfig(StrictModel):
     token_decoding: TokenDecoding = "bio_viterbi"
     """How token heads turn word scores into tags: `bio_viterbi` finds the best sequence that BIO allows (never an
     entity opened by I-), `argmax` takes each word's best tag on its own. Saved with the model."""
+    casing_dim: int = Field(0, ge=0, le=64)
+    """Token heads join a learned embedding of this size of each word's shape (lower, Title, UPPER, digit, other:
+    `mtl_model.casing`) to the token states, giving back the capitalisation an uncased backbone discards (the
+    strongest NER cue); 0: off. Saved with the model; `predict` and the embed step compute it from raw text."""
 
 
 class LoraSettings(StrictModel):

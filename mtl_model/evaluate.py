@@ -84,7 +84,9 @@ def token_log_probs(
     classes = len(model.head_specs[task].labels)
     scores = np.zeros((*split.input_ids.shape, classes), dtype=np.float32)  # (N, L, C)
     for rows, input_ids, mask in sorted_batches(split, batch_size):
-        logits = model(input_ids.to(device), mask.to(device), task=task)["logits"]  # (B, T, C)
+        width = input_ids.shape[1]
+        casing = None if split.casing_ids is None else torch.from_numpy(split.casing_ids[rows, :width]).to(device)
+        logits = model(input_ids.to(device), mask.to(device), task=task, casing_ids=casing)["logits"]  # (B, T, C)
         scores[rows, : input_ids.shape[1]] = torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
     return scores
 

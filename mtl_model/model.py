@@ -90,6 +90,8 @@ class MultiTaskModelConfig(BaseModel):
     token_decoding: TokenDecoding = "argmax"
     """How token heads' word scores become tags (`mtl_model.decoding`); folders saved before this field decode
     with `argmax`, as they were evaluated."""
+    casing_dim: int = 0
+    """Size of the word-shape embedding each token head joins to the token states (`mtl_model.casing`); 0: none."""
 
 
 class MultiTaskModel(nn.Module):
@@ -116,14 +118,24 @@ class MultiTaskModel(nn.Module):
             if head.kind == "sentence":
                 heads[head.name] = SentenceHead(self.embedding_dim, len(head.labels), config.head_dropout)
             else:
-                heads[head.name] = TokenHead(hidden, len(head.labels), config.head_dropout)
+                heads[head.name] = TokenHead(hidden, len(head.labels), config.head_dropout, config.casing_dim)
         self.heads = nn.ModuleDict(heads)
         self.head_specs = {head.name: head for head in config.heads}
 
+    @property
+    def reads_casing(self) -> bool:
+        """Whether token heads need `casing_ids` (`mtl_model.casing`) beside the token ids."""
+        return self.config.casing_dim > 0 and any(spec.kind == "token" for spec in self.config.heads)
+
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, task: str | None = None
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        task: str | None = None,
+        casing_ids: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """input_ids, attention_mask: (B, T). Adds `logits` ((B, C) or (B, T, C)) when `task` is given."""
+        """input_ids, attention_mask, casing_ids (token heads with `casing_dim` only): (B, T). Adds `logits`
+        ((B, C) or (B, T, C)) when `task` is given."""
         features = self.encoder(
             {"input_ids": input_ids, "attention_mask": attention_mask}
         )  # token_embeddings (B, T, H)
@@ -134,6 +146,8 @@ class MultiTaskModel(nn.Module):
         if self.normalize is not None:
             features = self.normalize(features)
         out = {**features, "sentence_features": sentence_features}
+        if casing_ids is not None:
+            out["casing_ids"] = casing_ids
         if task is not None:
             out["logits"] = self.head_logits(out, task)
         return out
@@ -143,8 +157,9 @@ class MultiTaskModel(nn.Module):
         spec = self.head_specs.get(head)
         if spec is None:
             raise KeyError(f"no head named {head!r}; heads: {sorted(self.head_specs)}")
-        source = features["sentence_features"] if spec.kind == "sentence" else features["token_embeddings"]
-        return self.heads[head](source)
+        if spec.kind == "sentence":
+            return self.heads[head](features["sentence_features"])
+        return self.heads[head](features["token_embeddings"], features.get("casing_ids"))
 
     # ------------------------------------------------------------------------------- persistence
 
@@ -265,6 +280,7 @@ def build_model(
     scratch: ScratchArchitecture | None = None,
     tokenizer=None,
     token_decoding: TokenDecoding = "argmax",
+    casing_dim: int = 0,
 ) -> MultiTaskModel:
     """A new model with freshly initialised projection and heads: on a pretrained backbone, or with
     `backbone="scratch"` a `ScratchEncoder` shaped by `scratch` and sized by `tokenizer`'s vocabulary.
@@ -284,6 +300,7 @@ def build_model(
         max_seq_length=max_seq_length,
         heads=heads,
         token_decoding=token_decoding,
+        casing_dim=casing_dim,
     )
     if backbone == SCRATCH_BACKBONE:
         if scratch is None or tokenizer is None:
@@ -316,7 +333,7 @@ def reuse_trained_weights(saved: MultiTaskModel, model: MultiTaskModel) -> list[
         if saved.head_specs.get(name) != spec:
             continue
         source, target = saved.heads[name].state_dict(), model.heads[name].state_dict()
-        if all(source[k].shape == target[k].shape for k in target):  # same input width (projection) too
+        if all(k in source and source[k].shape == target[k].shape for k in target):  # same width and casing too
             model.heads[name].load_state_dict(source)
             reused.append(f"heads.{name}")
     return reused

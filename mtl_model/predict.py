@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mtl_model.casing import encoding_casing_ids, word_spans
 from mtl_model.decoding import decode
 from mtl_model.error_analysis import entities
 from mtl_model.model import MultiTaskModel
@@ -36,17 +37,6 @@ def _word_starts(word_ids: list[int | None]) -> list[tuple[int, int]]:
     return starts
 
 
-def _word_spans(word_ids: list[int | None], offsets: list[tuple[int, int]]) -> dict[int, tuple[int, int]]:
-    """Word id → (first char, end char) in the original text."""
-    spans: dict[int, tuple[int, int]] = {}
-    for word, (start, end) in zip(word_ids, offsets):
-        if word is None:
-            continue
-        first, last = spans.get(word, (start, end))
-        spans[word] = (min(first, start), max(last, end))
-    return spans
-
-
 def entity_spans(
     text: str, log_probs: np.ndarray, word_ids: list[int | None], offsets: list[tuple[int, int]], labels: list[str],
     decoding: str,
@@ -57,7 +47,7 @@ def entity_spans(
         return []
     word_scores = log_probs[[position for _, position in starts]]  # (W, C)
     tags = decode(word_scores, labels, decoding)  # (W,)
-    spans = _word_spans(word_ids, offsets)
+    spans = word_spans(word_ids, offsets)
     found = []
     for kind, first, last in entities([labels[t] for t in tags]):
         start, end = spans[starts[first][0]][0], spans[starts[last][0]][1]
@@ -74,7 +64,8 @@ def predict_batch(model: MultiTaskModel, tokenizer, texts: Sequence[str], *, dev
         list(texts), truncation=True, max_length=model.config.max_seq_length, padding=True,
         return_offsets_mapping=True, return_tensors="pt",
     )  # fmt: skip
-    features = model(encoding["input_ids"].to(device), encoding["attention_mask"].to(device))
+    casing = torch.tensor(encoding_casing_ids(texts, encoding)).to(device) if model.reads_casing else None  # (B, T)
+    features = model(encoding["input_ids"].to(device), encoding["attention_mask"].to(device), casing_ids=casing)
     results: list[dict[str, Any]] = [{} for _ in texts]
     for name, spec in model.head_specs.items():
         logits = model.head_logits(features, name).float()  # (B, C) or (B, T, C)

@@ -203,6 +203,7 @@ def _build(request: TrainRequest, device: str) -> tuple[MultiTaskModel, object]:
         scratch=model_config.scratch,
         tokenizer=tokenizer,
         token_decoding=model_config.token_decoding,
+        casing_dim=model_config.casing_dim,
     ).to(device)
     return model, tokenizer
 

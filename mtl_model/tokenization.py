@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mtl_model.casing import PAD, words_casing_ids
 from mtl_model.io import write_parquet_atomic
 from mtl_model.readers import TextExample, TokenExample
 
@@ -84,7 +85,7 @@ def encode_examples(
     stats = EncodeStats(rows=len(examples))
     columns: dict[str, list] = {"row_id": [], "text": [], "input_ids": [], "labels": []}
     if words:
-        columns.update(word_index=[], word_labels=[])
+        columns.update(word_index=[], word_labels=[], casing_ids=[])
     if kind == "joint":
         columns["sentence_labels"] = []
     for start in range(0, len(examples), _BATCH):
@@ -116,6 +117,7 @@ def encode_examples(
             columns["labels"].append(token_labels)
             columns["word_index"].append(word_index)
             columns["word_labels"].append(word_label_ids)
+            columns["casing_ids"].append(words_casing_ids(example.tokens, word_ids))
             present = {w for w in word_ids if w is not None}
             if present:
                 stats.words_cut_by_truncation += len(example.tokens) - 1 - max(present)
@@ -127,6 +129,7 @@ def encode_examples(
         "labels": pa.int64() if kind == "sentence" else pa.list_(pa.int64()),
         "word_index": pa.list_(pa.int32()),
         "word_labels": pa.list_(pa.int64()),
+        "casing_ids": pa.list_(pa.int8()),  # word shape per token (`mtl_model.casing`), for `model.casing_dim`
         "sentence_labels": pa.int64(),
     }
     table = pa.table({name: pa.array(values, type=types[name]) for name, values in columns.items()})
@@ -191,6 +194,10 @@ def pad_encoded(source: str | Path, target: str | Path, *, max_seq_length: int, 
             _pad(table.column("word_index").to_pylist(), max_seq_length, -1, np.int32), pa.int32()
         )
         columns["word_labels"] = table.column("word_labels")
+        if "casing_ids" in table.column_names:
+            columns["casing_ids"] = _fixed(
+                _pad(table.column("casing_ids").to_pylist(), max_seq_length, PAD, np.int8), pa.int8()
+            )
     metadata = {**metadata, "padded_to": max_seq_length, "pad_token_id": pad_token_id}
     padded = pa.table(columns).replace_schema_metadata({METADATA_KEY: json.dumps(metadata, sort_keys=True).encode()})
     write_parquet_atomic(target, padded)
@@ -208,6 +215,7 @@ class TokenizedSplit:
     word_index: np.ndarray | None = None  # (N, L), token tasks
     word_labels: list[list[int]] | None = None  # per row, every word's gold label id
     sentence_labels: np.ndarray | None = None  # (N,), joint tasks
+    casing_ids: np.ndarray | None = None  # (N, L) word shape per token (`mtl_model.casing`), token tasks
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
@@ -242,4 +250,5 @@ def load_tokenized(path: str | Path) -> TokenizedSplit:
         sentence_labels=table.column("sentence_labels").to_numpy().astype(np.int64)
         if metadata["kind"] == "joint"
         else None,
+        casing_ids=_matrix(table.column("casing_ids"), np.int64) if "casing_ids" in table.column_names else None,
     )

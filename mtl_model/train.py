@@ -155,6 +155,8 @@ def trimmed_batch(split: TokenizedSplit, rows: np.ndarray) -> dict[str, torch.Te
     batch["labels"] = torch.from_numpy(labels if labels.ndim == 1 else labels[:, :length])  # (B,) or (B, T)
     if split.sentence_labels is not None:  # joint data: the same rows also carry a sentence label
         batch["sentence_labels"] = torch.from_numpy(split.sentence_labels[rows])  # (B,)
+    if split.casing_ids is not None:  # token data: each token's word shape, read by heads with `casing_dim`
+        batch["casing_ids"] = torch.from_numpy(split.casing_ids[rows, :length])  # (B, T)
     return batch
 
 
@@ -646,7 +648,9 @@ class TrainingRun:
             return None
         autocast = torch.autocast(self.device, dtype=self.amp_dtype) if self.amp_dtype else contextlib.nullcontext()
         with autocast:
-            out = self.model(batch["input_ids"], batch["attention_mask"], task=task)  # logits (B, C) or (B, T, C)
+            out = self.model(  # logits (B, C) or (B, T, C)
+                batch["input_ids"], batch["attention_mask"], task=task, casing_ids=batch.get("casing_ids")
+            )
             joint = "sentence_labels" in batch
             tag_logits = self.model.head_logits(out, task + TAGS_SUFFIX) if joint else None  # (B, T, C_tags)
         if tag_logits is not None:  # joint: sentence loss + token loss on the same forward pass

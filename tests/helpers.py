@@ -162,9 +162,12 @@ def task_run_states(flow_state, expected: int = PIPELINE_TASKS, timeout: float =
             time.sleep(0.5)
 
 
-def save_prediction_model(backbone: Path, target: Path, ner_labels: list[str], max_seq_length: int) -> Path:
+def save_prediction_model(
+    backbone: Path, target: Path, ner_labels: list[str], max_seq_length: int, casing_dim: int = 0
+) -> Path:
     """A saved tiny model with a named topic head and an NER head leaning towards entities (untrained heads would
-    rarely emit any), so prediction tests and docs always have entities to check."""
+    rarely emit any), so prediction tests and docs always have entities to check; `casing_dim`: its NER head
+    reads word casing too (`mtl_model.casing`)."""
     from transformers import AutoTokenizer
 
     torch.manual_seed(0)
@@ -174,7 +177,7 @@ def save_prediction_model(backbone: Path, target: Path, ner_labels: list[str], m
     ]
     model = build_model(
         backbone=str(backbone), heads=heads, pooling="mean", projection_dim=16, normalize=True, head_dropout=0.0,
-        max_seq_length=max_seq_length, token_decoding="bio_viterbi",
+        max_seq_length=max_seq_length, token_decoding="bio_viterbi", casing_dim=casing_dim,
     )  # fmt: skip
     bias = [0.0] + [1.0 if label.startswith("B-") else 1.5 for label in ner_labels[1:]]
     with torch.no_grad():

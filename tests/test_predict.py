@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from mtl_model.casing import encoding_casing_ids
 from mtl_model.decoding import is_valid_bio
 from mtl_model.model import HeadSpec, MultiTaskModel, build_model
 from tests.helpers import save_prediction_model
@@ -22,10 +23,11 @@ TRICKY = [
 ]
 
 
-@pytest.fixture(scope="module")
-def saved(tmp_path_factory, tiny_backbone):
-
-    return save_prediction_model(tiny_backbone, tmp_path_factory.mktemp("predict") / "model", NER, 32)
+@pytest.fixture(scope="module", params=[0, 8], ids=["uncased-heads", "casing-feature"])
+def saved(request, tmp_path_factory, tiny_backbone):
+    """Every prediction test runs on a model without and one with the casing feature (`model.casing_dim`)."""
+    target = tmp_path_factory.mktemp("predict") / "model"
+    return save_prediction_model(tiny_backbone, target, NER, 32, casing_dim=request.param)
 
 
 def test_every_head_from_one_call_with_names_scores_and_exact_offsets(saved):
@@ -64,9 +66,12 @@ def test_entities_come_from_a_valid_bio_sequence(saved):
     from mtl_model.predict import _word_starts
 
     model, tokenizer = MultiTaskModel.load(saved)
-    encoding = tokenizer(TRICKY, truncation=True, max_length=32, padding=True, return_tensors="pt")
+    encoding = tokenizer(
+        TRICKY, truncation=True, max_length=32, padding=True, return_tensors="pt", return_offsets_mapping=True
+    )
+    casing = torch.tensor(encoding_casing_ids(TRICKY, encoding)) if model.reads_casing else None  # (B, T)
     with torch.inference_mode():
-        logits = model(encoding["input_ids"], encoding["attention_mask"], task="ner")["logits"]
+        logits = model(encoding["input_ids"], encoding["attention_mask"], task="ner", casing_ids=casing)["logits"]
     from mtl_model.decoding import decode
 
     for row in range(len(TRICKY)):

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from mtl_model.casing import text_casing_ids
 from mtl_model.embed.plan import EmbedPlan
 from mtl_model.predict import entity_spans
 
@@ -49,6 +50,11 @@ def token_alignment(tokenizer: Any, texts: list[str], max_length: int) -> Alignm
         (encoding.word_ids(row), [tuple(pair) for pair in encoding["offset_mapping"][row]])
         for row in range(len(texts))
     ]
+
+
+def window_casing(texts: list[str], alignment: Alignment) -> list[list[int]]:
+    """Each text's casing ids (`mtl_model.casing`) from its word alignment, for token heads with `casing_dim`."""
+    return [text_casing_ids(text, word_ids, offsets) for text, (word_ids, offsets) in zip(texts, alignment)]
 
 
 def head_columns(plan: EmbedPlan, scores: dict[str, Any], texts: list[str], alignment: Alignment | None) -> list:

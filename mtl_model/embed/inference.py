@@ -84,9 +84,11 @@ def run_token_ids(
     device: str,
     precision: str = "fp32",
     pad_id: int = 0,
+    casing: list[list[int]] | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """The embeddings (N, D) and, from the same forward pass, each head's scores in input order: a sentence head's
-    class probabilities (N, C), a token head's per-row log-probabilities [(T_i, C)]."""
+    class probabilities (N, C), a token head's per-row log-probabilities [(T_i, C)]. `casing`: each row's casing
+    ids (`mtl_model.casing`), needed by token heads of a model with `casing_dim`."""
     model.eval()
     lengths = np.array([len(ids) for ids in encoded])  # (N,)
     order = np.argsort(-lengths, kind="stable")  # (N,)
@@ -103,12 +105,18 @@ def run_token_ids(
         width = int(lengths[rows].max())
         input_ids = np.full((len(rows), width), pad_id, dtype=np.int64)  # (B, T)
         mask = np.zeros((len(rows), width), dtype=np.int64)  # (B, T)
+        casing_ids = None if casing is None else np.zeros((len(rows), width), dtype=np.int64)  # (B, T)
         for index, row in enumerate(rows):
             input_ids[index, : lengths[row]] = encoded[row]
             mask[index, : lengths[row]] = 1
+            if casing_ids is not None:
+                casing_ids[index, : lengths[row]] = casing[row]
+        casing_tensor = None if casing_ids is None else torch.from_numpy(casing_ids).to(device)
         reduced = dtype is not None and width > FP32_MAX_TOKENS  # short texts stay fp32, see FP32_MAX_TOKENS
         with torch.autocast(device_type=device_type, dtype=dtype) if reduced else contextlib.nullcontext():
-            features = model(torch.from_numpy(input_ids).to(device), torch.from_numpy(mask).to(device))
+            features = model(
+                torch.from_numpy(input_ids).to(device), torch.from_numpy(mask).to(device), casing_ids=casing_tensor
+            )
         out[rows] = stored_embedding(model, features).cpu().numpy()  # (B, D)
         for name in heads:
             logits = model.head_logits(features, name).float()  # (B, C) or (B, T, C)

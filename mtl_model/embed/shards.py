@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from mtl_model.base import StrictModel
 from mtl_model.embed.corpus import MAX_LISTED_PROBLEMS, id_type, rows_in_range
-from mtl_model.embed.heads import Alignment, head_columns, head_fields, token_alignment
+from mtl_model.embed.heads import Alignment, head_columns, head_fields, token_alignment, window_casing
 from mtl_model.embed.inference import encode_texts, load_model_once, run_token_ids
 from mtl_model.embed.plan import EmbedPlan, ShardSpec
 from mtl_model.errors import ConfigError, DataValidationError, Problem
@@ -242,6 +242,7 @@ def _embed_shard(plan: EmbedPlan, index: int, *, device: str) -> ShardRecord:
                     device=device,
                     precision=plan.precision,
                     pad_id=pad_id,
+                    casing=window_casing(texts, alignment) if model.reads_casing and alignment else None,
                 )
                 columns = [ids.cast(schema.field(0).type)] + ([embedding_array(embeddings)] if embedding else [])
                 columns += head_columns(plan, scores, texts, alignment)
