@@ -340,7 +340,8 @@ class EmbedConfig(StrictModel):
     class order in the shard metadata and the manifest under `heads`)."""
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     """`auto`: bf16 where the device computes it natively (fp16 on GPUs without bf16) when, on the corpus's first rows,
-    every embedding keeps cosine ≥ 0.9999 with fp32; otherwise fp32. The choice and the cosine are in the manifest."""
+    it passes the tier's gates against fp32 (every cosine ≥ 0.9999, top-10 neighbour overlap ≥ 0.99:
+    `mtl_model.embed.tiers`); otherwise fp32. The choice and the measured gates are in the manifest."""
     allow_duplicate_ids: bool = False
     """Accept a corpus in which an id occurs on more than one row. By default every duplicated id is reported (with
     the file and row of each occurrence) and nothing is written, since consumers join embeddings on the id."""

@@ -178,6 +178,8 @@ class TrainedModel(StrictModel):
     """Wall time of the training loop."""
     examples_per_second: float | None = None
     """Training examples per second of loop time."""
+    examples_per_task: dict[str, int] = Field(default_factory=dict)
+    """Training examples each task contributed (the compute a single-task run must match to be compared)."""
     first_loss: float | None = None
     """Summed task loss of the first step."""
     final_loss: float | None = None

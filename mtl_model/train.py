@@ -289,6 +289,7 @@ class TrainResult:
     total_params: int
     seconds: float
     examples_seen: int = 0
+    examples_per_task: dict[str, int] = field(default_factory=dict)
     precision: str = "fp32"
     losses: list[float] = field(default_factory=list)  # weighted loss per optimizer step
     log: list[dict] = field(default_factory=list)  # rows: step, kind (train|eval), task, name, value
@@ -309,6 +310,7 @@ class TrainResult:
             "total_params": self.total_params,
             "seconds": round(self.seconds, 2),
             "examples_per_second": round(self.examples_seen / self.seconds, 1) if self.seconds > 0 else None,
+            "examples_per_task": self.examples_per_task,
             "first_loss": round(self.losses[0], 4) if self.losses else None,
             "final_loss": round(sum(last) / len(last), 4) if last else None,
             "best_step": self.best_step,
@@ -349,7 +351,15 @@ STATE_KEYS = (
     "best_state",
     "bad_evals",
 )
-RESULT_KEYS = ("seconds", "examples_seen", "losses", "log", "best_step", "best_value")  # state["result"]
+RESULT_KEYS = (
+    "seconds",
+    "examples_seen",
+    "examples_per_task",
+    "losses",
+    "log",
+    "best_step",
+    "best_value",
+)  # state["result"]
 
 
 class TrainingRun:
@@ -378,6 +388,7 @@ class TrainingRun:
         # Progress, saved in checkpoints.
         self.global_step = 0
         self.examples_seen = 0
+        self.examples_per_task: dict[str, int] = {}
         self.losses: list[float] = []  # weighted loss per optimizer step
         self.log: list[dict] = []  # TrainResult.log rows, written by TrainLogCallback
         self.best_step: int | None = None
@@ -501,6 +512,7 @@ class TrainingRun:
                 {
                     "seconds": self.seconds,
                     "examples_seen": self.examples_seen,
+                    "examples_per_task": self.examples_per_task,
                     "losses": self.losses,
                     "log": self.log,
                     "best_step": self.best_step,
@@ -556,6 +568,7 @@ class TrainingRun:
         self.sampler.load_state_dict(state["sampler"])
         result = state["result"]
         self._seconds, self.examples_seen, self.losses = result["seconds"], result["examples_seen"], result["losses"]
+        self.examples_per_task = dict(result["examples_per_task"])
         self.log, self.best_step, self.best_value = result["log"], result["best_step"], result["best_value"]
         self.best_state, self.bad_evals = state["best_state"], state["bad_evals"]
         self.resumed_from = self.global_step
@@ -660,6 +673,7 @@ class TrainingRun:
         weighted = self.uncertainty(task, loss) if self.uncertainty is not None else self.fixed_weights[task] * loss
         self.scaler.scale(weighted / accumulation).backward()
         self.examples_seen += int(batch["input_ids"].shape[0])  # B
+        self.examples_per_task[task] = self.examples_per_task.get(task, 0) + int(batch["input_ids"].shape[0])
         return float(loss.detach()), float(weighted.detach())
 
     def evaluate(self) -> dict[str, dict[str, float]]:
@@ -708,6 +722,7 @@ class TrainingRun:
             total_params=self.total_params,
             seconds=self._seconds,
             examples_seen=self.examples_seen,
+            examples_per_task=self.examples_per_task,
             precision=self.precision,
             losses=self.losses,
             log=self.log,

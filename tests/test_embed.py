@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import mtl_model.embed.inference as embed_inference
+import mtl_model.embed.tiers as embed_tiers
 from mtl_model import steps
 from mtl_model.config import EmbedConfig
 from mtl_model.embed import (
@@ -26,9 +27,12 @@ from mtl_model.embed import (
     SUCCESS_MARKER,
     EmbeddingResult,
     EmbedPlan,
+    check_tier,
     choose_precision,
+    decide_precision,
     embed_texts,
     min_cosine,
+    neighbour_overlap,
     rows_in_range,
     run_embedding,
 )
@@ -274,11 +278,29 @@ def test_reduced_precision_only_within_the_cosine_floor(model_dir, monkeypatch):
     model, tokenizer = MultiTaskModel.load(model_dir)
     texts = [" ".join(WORDS[: n % 17 + 1]) for n in range(40)]
     monkeypatch.setattr(embed_inference, "cpu_has_bf16", lambda: True)
-    precision, cosine = choose_precision(model, tokenizer, texts, device="cpu", requested="auto", batch_size=8)
-    assert cosine is not None and (precision == "bf16") == (cosine >= 0.9999)
-    monkeypatch.setattr(embed_inference, "COSINE_FLOOR", 1.000001)  # unreachable: must fall back to fp32
+    precision, check = decide_precision(model, tokenizer, texts, device="cpu", requested="auto", batch_size=8)
+    assert check is not None and check.rows == 40 and check.neighbours == 10
+    assert (precision == "bf16") == (check.min_cosine >= 0.9999 and check.neighbour_overlap >= 0.99) == check.passed
+    monkeypatch.setattr(embed_tiers, "MIN_COSINE", 1.000001)  # unreachable: must fall back to fp32
     assert choose_precision(model, tokenizer, texts, device="cpu", requested="auto", batch_size=8)[0] == "fp32"
     assert choose_precision(model, tokenizer, texts, device="cpu", requested="fp32", batch_size=8) == ("fp32", None)
+
+
+def test_neighbour_gate_catches_what_a_cosine_floor_misses():
+    """Rows that each stay within cosine 0.9999 of fp32 can still swap their nearest neighbours: the tier fails."""
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(1, 64))
+    reference = base + 1e-3 * rng.normal(size=(40, 64))  # (N, D): 40 near-duplicates, neighbours decided by noise
+    moved = reference + 1e-3 * rng.normal(size=(40, 64))
+    assert min_cosine(reference, moved) > 0.9999
+    check = check_tier("bf16", reference, moved)
+    assert check.neighbour_overlap < 0.99 and not check.passed
+    assert check_tier("bf16", reference, reference.copy()).model_dump(include={"neighbour_overlap", "passed"}) == {
+        "neighbour_overlap": 1.0, "passed": True,
+    }  # fmt: skip
+    assert neighbour_overlap(reference[:10], moved[:10]) is None  # 10 rows have no top-10 of others
+    with pytest.raises(ValueError, match=r"reference \(40, 64\) and candidate \(39, 64\)"):
+        neighbour_overlap(reference, moved[:-1])
 
 
 @pytest.mark.slow

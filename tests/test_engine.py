@@ -52,6 +52,7 @@ def test_one_task_per_batch_with_round_robin(tiny_backbone):
     trained = [(row["step"], row["task"]) for row in result.log if row["name"] == "loss"]
     assert trained == [(1, "topic"), (2, "sentiment"), (3, "topic"), (4, "sentiment"), (5, "topic"), (6, "sentiment")]
     assert result.examples_seen == 24
+    assert result.examples_per_task == {"topic": 12, "sentiment": 12}  # what an equal-compute single-task run needs
 
 
 def test_uncertainty_weights_are_trained(tiny_backbone):
@@ -70,6 +71,7 @@ def test_gradient_accumulation_sees_more_examples_per_step(tiny_backbone):
         device="cpu",
     )
     assert result.examples_seen == 3 * 2 * 2 * 4  # steps × micro-steps × tasks × batch
+    assert result.examples_per_task == {"topic": 24, "sentiment": 24}
 
 
 def test_early_stopping_keeps_the_best_evaluation(tiny_backbone):

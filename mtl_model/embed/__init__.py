@@ -40,11 +40,11 @@ from mtl_model.embed.inference import (
     Precision,
     RequestedPrecision,
     choose_precision,
+    decide_precision,
     embed_texts,
     embed_token_ids,
     encode_texts,
     load_model_once,
-    min_cosine,
 )
 from mtl_model.embed.output import (
     MANIFEST,
@@ -61,6 +61,7 @@ from mtl_model.embed.output import (
 from mtl_model.embed.plan import PRECISION_SAMPLE_ROWS, EmbedPlan, ShardSpec, plan_embedding, plan_shards
 from mtl_model.embed.run import run_embedding
 from mtl_model.embed.shards import METADATA_KEY, ShardRecord, embed_shard, embedding_array, shard_is_complete
+from mtl_model.embed.tiers import TierCheck, check_tier, min_cosine, neighbour_overlap
 
 __all__ = [
     "CORPUS_SUFFIXES",
@@ -79,6 +80,10 @@ __all__ = [
     "ShardSpec",
     "already_done",
     "choose_precision",
+    "decide_precision",
+    "TierCheck",
+    "check_tier",
+    "neighbour_overlap",
     "classify_output",
     "corpus_files",
     "embed_shard",

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from mtl_model.device import autocast_dtype, cpu_has_bf16
+from mtl_model.embed.tiers import MIN_COSINE, TierCheck, check_tier
 from mtl_model.model import MultiTaskModel
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 Precision = Literal["fp32", "bf16", "fp16"]
 RequestedPrecision = Literal["auto", "fp32", "bf16", "fp16"]
 
-COSINE_FLOOR = 0.9999  # reduced precision is used only when it keeps embeddings this close to fp32
+COSINE_FLOOR = MIN_COSINE  # reduced precision is used only when it keeps embeddings this close to fp32 (and more)
 # Batches of texts this short run in fp32: few tokens average out no rounding, and they cost nothing.
 FP32_MAX_TOKENS = 8
 
@@ -161,9 +162,25 @@ def choose_precision(
     requested: RequestedPrecision | str,
     batch_size: int,
 ) -> tuple[Precision, float | None]:
-    """Decide the embedding precision once. `auto`: bf16 where the device computes it natively (fp16 on GPUs
-    without bf16) if, on `sample_texts`, every embedding keeps cosine ≥ 0.9999 with fp32; else fp32.
-    Returns the precision and the smallest cosine measured (None when nothing was compared)."""
+    """`decide_precision`'s choice and the smallest cosine it measured (None when nothing was compared)."""
+    chosen, check = decide_precision(
+        model, tokenizer, sample_texts, device=device, requested=requested, batch_size=batch_size
+    )
+    return chosen, None if check is None else check.min_cosine
+
+
+def decide_precision(
+    model: MultiTaskModel,
+    tokenizer: PreTrainedTokenizerBase,
+    sample_texts: list[str],
+    *,
+    device: str,
+    requested: RequestedPrecision | str,
+    batch_size: int,
+) -> tuple[Precision, TierCheck | None]:
+    """Decide the embedding precision once. `auto`: bf16 where the device computes it natively (fp16 on GPUs without
+    bf16) if, on `sample_texts`, it passes the tier's gates against fp32 (`mtl_model.embed.tiers`); else fp32.
+    Returns the precision and the check (None when nothing was compared)."""
     if requested != "auto":
         return cast(Precision, requested), None
     candidate: Precision
@@ -177,15 +194,8 @@ def choose_precision(
         return "fp32", None
     reference, _ = embed_texts(model, tokenizer, sample_texts, batch_size=batch_size, device=device, precision="fp32")
     reduced, _ = embed_texts(model, tokenizer, sample_texts, batch_size=batch_size, device=device, precision=candidate)
-    cosine = float(min_cosine(reference, reduced))
-    return (candidate if cosine >= COSINE_FLOOR else "fp32"), cosine
-
-
-def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
-    """The smallest row-wise cosine similarity of two (N, D) arrays."""
-    a64, b64 = a.astype(np.float64), b.astype(np.float64)  # (N, D)
-    norms = np.linalg.norm(a64, axis=1) * np.linalg.norm(b64, axis=1)  # (N,)
-    return float(np.min(np.sum(a64 * b64, axis=1) / np.maximum(norms, 1e-12)))
+    check = check_tier(candidate, reference, reduced)
+    return (candidate if check.passed else "fp32"), check
 
 
 # Per-process state, on purpose: a worker that runs many shards loads the model once (keyed by folder and

@@ -136,6 +136,7 @@ def manifest_for(plan: EmbedPlan, records: list[ShardRecord]) -> dict[str, Any]:
         "format": MANIFEST_FORMAT,
         **plan.model_facts(),
         "precision_check_min_cosine": plan.precision_check_cosine,
+        "precision_check": None if plan.precision_check is None else plan.precision_check.model_dump(mode="json"),
         "settings": plan.settings_key,
         "id_column": plan.id_column,
         "inputs": _inputs_json(plan),

@@ -12,7 +12,8 @@ from typing import Any, Literal
 
 from mtl_model.base import StrictModel
 from mtl_model.embed.corpus import CorpusFile, rows_in_range, scan_corpus
-from mtl_model.embed.inference import Precision, RequestedPrecision, choose_precision, load_model_once
+from mtl_model.embed.inference import Precision, RequestedPrecision, decide_precision, load_model_once
+from mtl_model.embed.tiers import TierCheck
 from mtl_model.errors import ConfigError
 from mtl_model.io import code_version, json_sha256
 from mtl_model.model import MultiTaskModel
@@ -77,6 +78,8 @@ class EmbedPlan(StrictModel):
     precision_check_cosine: float | None
     """Smallest cosine between fp32 and reduced-precision embeddings on the corpus's first rows (None: not
     measured)."""
+    precision_check: TierCheck | None = None
+    """The reduced-precision tier measured against fp32 on those rows, with its gates (`mtl_model.embed.tiers`)."""
     dimension: int
     """Width D of each embedding."""
     pooling: str
@@ -187,7 +190,7 @@ def plan_embedding(
     if shards:
         for batch in rows_in_range(shards[0].source, [text_column], 0, min(PRECISION_SAMPLE_ROWS, shards[0].rows)):
             sample.extend(str(t) for t in batch.column(text_column).to_pylist())
-    chosen, cosine = choose_precision(
+    chosen, check = decide_precision(
         model,
         tokenizer,
         sample,
@@ -206,7 +209,8 @@ def plan_embedding(
         batch_size=batch_size,
         sort_window=sort_window,
         precision=chosen,
-        precision_check_cosine=cosine,
+        precision_check_cosine=None if check is None else check.min_cosine,
+        precision_check=check,
         dimension=int(model.embedding_dim),
         pooling=model.config.pooling,
         normalized=model.config.normalize,

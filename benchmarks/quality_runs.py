@@ -1,0 +1,137 @@
+"""Real-data quality runs that survive the end of a session: the shipped recipe over several seeds, each task alone
+at the same compute, then one table (mean ± std over seeds).
+
+    python benchmarks/quality_runs.py --data-dir ../shared/data --seeds 1,2,3 [--config data/configs/three_task.yaml]
+    python benchmarks/quality_runs.py --table-only         # the table from what has finished so far
+
+Every run is `python -m mtl_model` with `train.checkpoint_every`, output under `--out` (default `runs/quality`).
+A run whose `<name>.json` exists is done and skipped; a run cut off (say, by the session's end) resumes from its
+last checkpoint when the same command runs again. Single-task runs match the multi-task run of the same seed in
+compute: each task trains for as many examples as that task contributed to the multi-task run
+(`training.examples_per_task`), at the same batch size.
+
+The table compares each task's test metric (entity F1 for token tasks, accuracy otherwise) multi vs single.
+Prints the table, then one JSON line (last).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_name(kind: str, seed: int, task: str | None = None) -> str:
+    return f"{kind}-seed{seed}" if task is None else f"{kind}-{task}-seed{seed}"
+
+
+def run(name: str, args: argparse.Namespace, extra: list[str]) -> dict:
+    """One pipeline run (or its finished result): resumes from checkpoints, logs to `<out>/<name>.log`."""
+    out = Path(args.out)
+    result_path = out / f"{name}.json"
+    if result_path.is_file():
+        return json.loads(result_path.read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable, "-m", "mtl_model", "--config", args.config, "--data-dir", args.data_dir,
+        "--out", str(out / name), "--device", args.device, "--json",
+        "--set", f"train.checkpoint_every={args.checkpoint_every}", "--set", "embed.corpus=null", *extra,
+    ]  # fmt: skip
+    print(f"== {name}: {' '.join(command[2:])}", flush=True)
+    started = time.perf_counter()
+    with open(out / f"{name}.log", "a") as log:
+        done = subprocess.run(command, stdout=subprocess.PIPE, stderr=log, text=True, cwd=REPO)
+    if done.returncode != 0:
+        raise SystemExit(f"{name} failed (exit {done.returncode}); see {out / f'{name}.log'}")
+    result = json.loads(done.stdout)
+    result["wall_seconds"] = round(time.perf_counter() - started, 1)
+    temp = result_path.with_suffix(f".tmp{os.getpid()}")
+    temp.write_text(json.dumps(result, indent=2))
+    temp.replace(result_path)  # the run counts as done only once its whole result is on disk
+    return result
+
+
+def single_task_steps(multi: dict, task: str, batch_size: int) -> int:
+    """Steps of a single-task run that sees as many `task` examples as the multi-task run did."""
+    seen = multi["training"].get("examples_per_task", {}).get(task)
+    if not seen:
+        raise SystemExit(f"the multi-task result has no examples_per_task for {task!r}: rerun it with this code")
+    return math.ceil(seen / batch_size)
+
+
+def primary(metrics: dict) -> float:
+    return 100 * (metrics["f1"] if "token_accuracy" in metrics else metrics["accuracy"])
+
+
+def table(out: Path, tasks: list[str], seeds: list[int]) -> dict:
+    """Mean ± std of each task's test metric over the seeds that finished, multi vs single."""
+    rows = {}
+    for task in tasks:
+        values = {"multi": [], "single": []}
+        for seed in seeds:
+            for kind, name in (("multi", run_name("multi", seed)), ("single", run_name("single", seed, task))):
+                path = out / f"{name}.json"
+                if path.is_file():
+                    values[kind].append(primary(json.loads(path.read_text())["metrics"][task]))
+        rows[task] = {kind: summarize(numbers) for kind, numbers in values.items()}
+    return rows
+
+
+def summarize(numbers: list[float]) -> dict:
+    if not numbers:
+        return {"n": 0}
+    std = statistics.stdev(numbers) if len(numbers) > 1 else 0.0
+    return {"n": len(numbers), "mean": round(statistics.fmean(numbers), 2), "std": round(std, 2), "values": numbers}
+
+
+def show(rows: dict) -> None:
+    def cell(summary: dict) -> str:
+        return "–" if not summary["n"] else f"{summary['mean']:.2f} ± {summary['std']:.2f} (n={summary['n']})"
+
+    print("| task | multi-task | single-task, same examples | multi − single |\n|---|---:|---:|---:|")
+    for task, row in rows.items():
+        gap = row["multi"]["mean"] - row["single"]["mean"] if row["multi"]["n"] and row["single"]["n"] else None
+        print(f"| {task} | {cell(row['multi'])} | {cell(row['single'])} | {'–' if gap is None else f'{gap:+.2f}'} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=str(REPO / "data/configs/three_task.yaml"))
+    parser.add_argument("--data-dir", default=str(REPO.parent / "shared/data"))
+    parser.add_argument("--seeds", default="1,2,3")
+    parser.add_argument("--out", default=str(REPO / "runs/quality"))
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--checkpoint-every", type=int, default=200)
+    parser.add_argument("--set", action="append", default=[], help="extra `section.field=value` for every run")
+    parser.add_argument("--table-only", action="store_true")
+    args = parser.parse_args(argv)
+    args.data_dir = str(Path(args.data_dir).resolve())
+    config = yaml.safe_load(Path(args.config).read_text())
+    tasks = [task["name"] for task in config["tasks"]]
+    batch_size = int(config.get("train", {}).get("batch_size", 16))
+    seeds = [int(seed) for seed in args.seeds.split(",")]
+    common = [item for value in args.set for item in ("--set", value)]
+    for seed in [] if args.table_only else seeds:
+        seeded = [*common, "--set", f"train.seed={seed}"]
+        multi = run(run_name("multi", seed), args, seeded)
+        for task in tasks if len(tasks) > 1 else []:
+            steps = single_task_steps(multi, task, batch_size)
+            run(run_name("single", seed, task), args, [*seeded, "--tasks", task, "--set", f"train.max_steps={steps}"])
+    rows = table(Path(args.out), tasks, seeds)
+    show(rows)
+    print(json.dumps({"config": args.config, "seeds": seeds, "tasks": rows}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
