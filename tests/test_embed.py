@@ -28,7 +28,6 @@ from mtl_model.embed import (
     EmbeddingResult,
     EmbedPlan,
     check_tier,
-    choose_precision,
     decide_precision,
     embed_texts,
     min_cosine,
@@ -282,8 +281,8 @@ def test_reduced_precision_only_within_the_cosine_floor(model_dir, monkeypatch):
     assert check is not None and check.rows == 40 and check.neighbours == 10
     assert (precision == "bf16") == (check.min_cosine >= 0.9999 and check.neighbour_overlap >= 0.99) == check.passed
     monkeypatch.setattr(embed_tiers, "MIN_COSINE", 1.000001)  # unreachable: must fall back to fp32
-    assert choose_precision(model, tokenizer, texts, device="cpu", requested="auto", batch_size=8)[0] == "fp32"
-    assert choose_precision(model, tokenizer, texts, device="cpu", requested="fp32", batch_size=8) == ("fp32", None)
+    assert decide_precision(model, tokenizer, texts, device="cpu", requested="auto", batch_size=8)[0] == "fp32"
+    assert decide_precision(model, tokenizer, texts, device="cpu", requested="fp32", batch_size=8) == ("fp32", None)
 
 
 def test_neighbour_gate_catches_what_a_cosine_floor_misses():
@@ -324,10 +323,10 @@ def test_bf16_on_this_cpu_keeps_cosine_with_fp32_for_minilm():
     fp32, _ = embed_texts(model, tokenizer, texts, batch_size=32, device="cpu", precision="fp32")
     bf16, _ = embed_texts(model, tokenizer, texts, batch_size=32, device="cpu", precision="bf16")
     cosine = min_cosine(fp32, bf16)
-    precision, measured = choose_precision(model, tokenizer, texts, device="cpu", requested="auto", batch_size=32)
+    precision, check = decide_precision(model, tokenizer, texts, device="cpu", requested="auto", batch_size=32)
     if cpu_has_bf16():
-        assert measured == pytest.approx(cosine, abs=1e-6)
-        assert precision == ("bf16" if cosine >= 0.9999 else "fp32")
+        assert check.min_cosine == pytest.approx(cosine, abs=1e-6)
+        assert precision == ("bf16" if check.passed else "fp32")
     else:
         assert precision == "fp32"
     assert cosine > 0.999  # bf16 never drifts far on this model

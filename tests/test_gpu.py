@@ -199,7 +199,7 @@ def sample_texts() -> list[str]:
 @needs_cuda
 def test_embedding_on_cuda_matches_cpu_fp32(backbone, record_property):
     from mtl_model.backbone import load_tokenizer
-    from mtl_model.embed import COSINE_FLOOR, choose_precision, embed_texts, min_cosine
+    from mtl_model.embed import COSINE_FLOOR, decide_precision, embed_texts, min_cosine
     from mtl_model.model import HeadSpec, build_model
 
     heads = [HeadSpec(name="none", kind="sentence", labels=["x"])]
@@ -210,7 +210,7 @@ def test_embedding_on_cuda_matches_cpu_fp32(backbone, record_property):
     tokenizer, texts = load_tokenizer(str(backbone)), sample_texts()
     cpu, _ = embed_texts(model, tokenizer, texts, batch_size=64, device="cpu", precision="fp32")
     model.to("cuda")
-    precision, _ = choose_precision(model, tokenizer, texts[:64], device="cuda", requested="auto", batch_size=64)
+    precision, _ = decide_precision(model, tokenizer, texts[:64], device="cuda", requested="auto", batch_size=64)
     reduced, _ = embed_texts(model, tokenizer, texts, batch_size=64, device="cuda", precision=precision)
     full, _ = embed_texts(model, tokenizer, texts, batch_size=64, device="cuda", precision="fp32")
     assert precision == ("bf16" if torch.cuda.is_bf16_supported() else "fp16")

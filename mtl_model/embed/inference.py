@@ -153,22 +153,6 @@ def embed_texts(
     return embeddings, truncated  # (N, D), count
 
 
-def choose_precision(
-    model: MultiTaskModel,
-    tokenizer: PreTrainedTokenizerBase,
-    sample_texts: list[str],
-    *,
-    device: str,
-    requested: RequestedPrecision | str,
-    batch_size: int,
-) -> tuple[Precision, float | None]:
-    """`decide_precision`'s choice and the smallest cosine it measured (None when nothing was compared)."""
-    chosen, check = decide_precision(
-        model, tokenizer, sample_texts, device=device, requested=requested, batch_size=batch_size
-    )
-    return chosen, None if check is None else check.min_cosine
-
-
 def decide_precision(
     model: MultiTaskModel,
     tokenizer: PreTrainedTokenizerBase,
