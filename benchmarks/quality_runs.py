@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,9 @@ import time
 from pathlib import Path
 
 import yaml
+
+from mtl_model.evaluate import primary_metrics
+from mtl_model.io import write_json_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,9 +57,7 @@ def run(name: str, args: argparse.Namespace, extra: list[str]) -> dict:
         raise SystemExit(f"{name} failed (exit {done.returncode}); see {out / f'{name}.log'}")
     result = json.loads(done.stdout)
     result["wall_seconds"] = round(time.perf_counter() - started, 1)
-    temp = result_path.with_suffix(f".tmp{os.getpid()}")
-    temp.write_text(json.dumps(result, indent=2))
-    temp.replace(result_path)  # the run counts as done only once its whole result is on disk
+    write_json_atomic(result_path, result)  # the run counts as done only once its whole result is on disk
     return result
 
 
@@ -69,10 +69,6 @@ def single_task_steps(multi: dict, task: str, batch_size: int) -> int:
     return math.ceil(seen / batch_size)
 
 
-def primary(metrics: dict) -> float:
-    return 100 * (metrics["f1"] if "token_accuracy" in metrics else metrics["accuracy"])
-
-
 def table(out: Path, tasks: list[str], seeds: list[int]) -> dict:
     """Mean ± std of each task's test metric over the seeds that finished, multi vs single."""
     rows = {}
@@ -82,7 +78,7 @@ def table(out: Path, tasks: list[str], seeds: list[int]) -> dict:
             for kind, name in (("multi", run_name("multi", seed)), ("single", run_name("single", seed, task))):
                 path = out / f"{name}.json"
                 if path.is_file():
-                    values[kind].append(primary(json.loads(path.read_text())["metrics"][task]))
+                    values[kind].append(100 * primary_metrics(json.loads(path.read_text())["metrics"])[task])
         rows[task] = {kind: summarize(numbers) for kind, numbers in values.items()}
     return rows
 

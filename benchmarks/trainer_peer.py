@@ -35,9 +35,11 @@ import numpy as np
 import torch
 
 from mtl_model.backbone import load_tokenizer, resolve_backbone
-from mtl_model.evaluate import sentence_metrics, token_metrics
+from mtl_model.evaluate import metrics_kind, primary_metric, sentence_metrics, token_metrics
+from mtl_model.predict import first_sub_words
 from mtl_model.readers import read_conll, read_glue_tsv
 from mtl_model.runtime import quiet_third_party
+from mtl_model.tokenization import align_labels_to_subwords
 
 REPO = Path(__file__).resolve().parents[1]
 BACKBONE = "bundled:all-MiniLM-L6-v2"
@@ -76,10 +78,15 @@ def run_ours(task: str, data_dir: str, out: Path, steps: int, extra: list[str]) 
         "train_seconds": result["training"]["seconds"],
         "wall_seconds": time.perf_counter() - started,
         "steps": result["training"]["steps"],
-        "examples_seen": steps * 32,
-        "metric": metrics["f1"] if task == "ner" else metrics["accuracy"],
+        "examples_seen": sum(result["training"]["examples_per_task"].values()),
+        "metric": headline(metrics),
         "metrics": metrics,
     }
+
+
+def headline(metrics: dict) -> float:
+    """The task's headline number, as the pipeline picks it: entity F1 for token tasks, else accuracy."""
+    return metrics[primary_metric(metrics_kind(metrics))]
 
 
 class _Rows(torch.utils.data.Dataset):
@@ -94,17 +101,16 @@ class _Rows(torch.utils.data.Dataset):
 
 
 def encode_ner(tokenizer, examples) -> list[dict]:
-    """run_ner.py's rule: the first sub-word of a word carries its tag, other sub-words and specials -100."""
+    """run_ner.py's rule, which is ours too (`align_labels_to_subwords`): the first sub-word of a word carries its
+    tag, other sub-words and specials -100."""
     tag_id = {tag: i for i, tag in enumerate(CONLL_TAGS)}
     encoded = tokenizer([e.tokens for e in examples], is_split_into_words=True, truncation=True, max_length=MAX_LENGTH)
     rows = []
     for row, example in enumerate(examples):
-        labels, previous = [], None
-        for word in encoded.word_ids(row):
-            labels.append(tag_id[example.tags[word]] if word is not None and word != previous else -100)
-            previous = word
+        word_ids = encoded.word_ids(row)
+        labels, _ = align_labels_to_subwords(word_ids, [tag_id[tag] for tag in example.tags])
         rows.append({"input_ids": encoded["input_ids"][row], "attention_mask": encoded["attention_mask"][row],
-                     "labels": labels, "word_ids": encoded.word_ids(row)})  # fmt: skip
+                     "labels": labels, "word_ids": word_ids})  # fmt: skip
     return rows
 
 
@@ -174,11 +180,9 @@ def hf_probe(task: str, rows: list[dict], batch_size: int, output_dir: str, prob
 def first_sub_word_tags(word_ids: list[int | None], best: np.ndarray, words: int) -> list[str]:
     """run_ner.py's prediction: each word's tag is the arg-max at its first sub-word; words cut by truncation stay
     `O`, as in our evaluation. `best`: (T,) class ids per token."""
-    tags, previous = ["O"] * words, None
-    for position, word in enumerate(word_ids):
-        if word is not None and word != previous:
-            tags[word] = CONLL_TAGS[int(best[position])]
-        previous = word
+    tags = ["O"] * words
+    for word, position in first_sub_words(word_ids):
+        tags[word] = CONLL_TAGS[int(best[position])]
     return tags
 
 
@@ -217,7 +221,7 @@ def run_hf(task: str, data_dir: str, budget: float, batch_size: int) -> dict:
         "planned_steps": steps,
         "steps": done,
         "examples_seen": done * batch_size,
-        "metric": metrics["f1"] if task == "ner" else metrics["accuracy"],
+        "metric": headline(metrics),
         "metrics": metrics,
     }
 

@@ -27,7 +27,7 @@ from mtl_model.error_analysis import entities
 from mtl_model.model import MultiTaskModel
 
 
-def _word_starts(word_ids: list[int | None]) -> list[tuple[int, int]]:
+def first_sub_words(word_ids: list[int | None]) -> list[tuple[int, int]]:
     """(word id, position of its first sub-word) in word order."""
     seen, starts = set(), []
     for position, word in enumerate(word_ids):
@@ -42,7 +42,7 @@ def entity_spans(
     decoding: str,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """Entities of one text from its token log-probabilities (T, C)."""
-    starts = _word_starts(word_ids)
+    starts = first_sub_words(word_ids)
     if not starts:
         return []
     word_scores = log_probs[[position for _, position in starts]]  # (W, C)

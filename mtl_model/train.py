@@ -288,7 +288,6 @@ class TrainResult:
     trainable_params: int
     total_params: int
     seconds: float
-    examples_seen: int = 0
     examples_per_task: dict[str, int] = field(default_factory=dict)
     precision: str = "fp32"
     losses: list[float] = field(default_factory=list)  # weighted loss per optimizer step
@@ -298,6 +297,10 @@ class TrainResult:
     stopped_early: bool = False
     resumed_from: int | None = None
     loss_weights: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def examples_seen(self) -> int:
+        return sum(self.examples_per_task.values())
 
     def summary(self) -> dict:
         last = self.losses[-10:]
@@ -387,7 +390,6 @@ class TrainingRun:
         self.trains = False
         # Progress, saved in checkpoints.
         self.global_step = 0
-        self.examples_seen = 0
         self.examples_per_task: dict[str, int] = {}
         self.losses: list[float] = []  # weighted loss per optimizer step
         self.log: list[dict] = []  # TrainResult.log rows, written by TrainLogCallback
@@ -567,7 +569,7 @@ class TrainingRun:
             stream.load_state_dict(state["streams"][task])
         self.sampler.load_state_dict(state["sampler"])
         result = state["result"]
-        self._seconds, self.examples_seen, self.losses = result["seconds"], result["examples_seen"], result["losses"]
+        self._seconds, self.losses = result["seconds"], result["losses"]
         self.examples_per_task = dict(result["examples_per_task"])
         self.log, self.best_step, self.best_value = result["log"], result["best_step"], result["best_value"]
         self.best_state, self.bad_evals = state["best_state"], state["bad_evals"]
@@ -582,6 +584,11 @@ class TrainingRun:
     def seconds(self) -> float:
         """Training time so far, including that of the process a resumed run was interrupted in."""
         return self._seconds if self._clock is None else time.perf_counter() - self._clock
+
+    @property
+    def examples_seen(self) -> int:
+        """Training examples so far, over all tasks (the checkpoint also records it, for readers of the file)."""
+        return sum(self.examples_per_task.values())
 
     @property
     def learning_rate(self) -> float:
@@ -672,8 +679,7 @@ class TrainingRun:
             loss = task_loss(out["logits"], batch["labels"])
         weighted = self.uncertainty(task, loss) if self.uncertainty is not None else self.fixed_weights[task] * loss
         self.scaler.scale(weighted / accumulation).backward()
-        self.examples_seen += int(batch["input_ids"].shape[0])  # B
-        self.examples_per_task[task] = self.examples_per_task.get(task, 0) + int(batch["input_ids"].shape[0])
+        self.examples_per_task[task] = self.examples_per_task.get(task, 0) + int(batch["input_ids"].shape[0])  # + B
         return float(loss.detach()), float(weighted.detach())
 
     def evaluate(self) -> dict[str, dict[str, float]]:
@@ -721,7 +727,6 @@ class TrainingRun:
             trainable_params=self.trainable_params,
             total_params=self.total_params,
             seconds=self._seconds,
-            examples_seen=self.examples_seen,
             examples_per_task=self.examples_per_task,
             precision=self.precision,
             losses=self.losses,

@@ -10,7 +10,13 @@ from transformers import AutoTokenizer
 from mtl_model.casing import DIGIT, LOWER, OTHER, PAD, TITLE, UPPER, text_casing_ids, word_shape, words_casing_ids
 from mtl_model.model import HeadSpec, MultiTaskModel, build_model
 from mtl_model.readers import TokenExample
-from mtl_model.tokenization import encode_examples, load_tokenized, pad_encoded, write_encoded
+from mtl_model.tokenization import (
+    align_labels_to_subwords,
+    encode_examples,
+    load_tokenized,
+    pad_encoded,
+    write_encoded,
+)
 from mtl_model.train import task_loss
 
 SENTENCE = ["EU", "rejects", "German", "call", "to", "boycott", "McDonald", "'s", "1996", "iPhone", "."]
@@ -88,13 +94,7 @@ def case_only_batch(tokenizer):
     for row, words in enumerate(sentences):
         word_ids = encoding.word_ids(row)
         casing.append(words_casing_ids(words, word_ids))
-        seen: set[int] = set()
-        row_labels = []
-        for word in word_ids:
-            first = word is not None and word not in seen
-            seen.add(word)
-            row_labels.append(int(words[word][0].isupper()) if first else -100)
-        labels.append(row_labels)
+        labels.append(align_labels_to_subwords(word_ids, [int(word[0].isupper()) for word in words])[0])
     return encoding["input_ids"], encoding["attention_mask"], torch.tensor(casing), torch.tensor(labels)
 
 

@@ -10,7 +10,7 @@ Tolerances, and why:
 - resume after SIGKILL: bitwise equal weights. On CUDA only with deterministic algorithms
   (`torch.use_deterministic_algorithms(True)`, `CUBLAS_WORKSPACE_CONFIG=:4096:8`), as the harness runs it: without
   them the embedding backward's atomic adds and cuBLAS's split reductions may sum in another order each run;
-- embedding on CUDA in the embed step's `auto` precision vs CPU fp32: every row at cosine ≥ COSINE_FLOOR (0.9999),
+- embedding on CUDA in the embed step's `auto` precision vs CPU fp32: every row at cosine ≥ MIN_COSINE (0.9999),
   and CUDA fp32 vs CPU fp32 at ≥ 0.99999 (TF32 is off by default).
 """
 
@@ -199,7 +199,8 @@ def sample_texts() -> list[str]:
 @needs_cuda
 def test_embedding_on_cuda_matches_cpu_fp32(backbone, record_property):
     from mtl_model.backbone import load_tokenizer
-    from mtl_model.embed import COSINE_FLOOR, decide_precision, embed_texts, min_cosine
+    from mtl_model.embed import decide_precision, embed_texts, min_cosine
+    from mtl_model.embed.tiers import MIN_COSINE
     from mtl_model.model import HeadSpec, build_model
 
     heads = [HeadSpec(name="none", kind="sentence", labels=["x"])]
@@ -214,7 +215,7 @@ def test_embedding_on_cuda_matches_cpu_fp32(backbone, record_property):
     reduced, _ = embed_texts(model, tokenizer, texts, batch_size=64, device="cuda", precision=precision)
     full, _ = embed_texts(model, tokenizer, texts, batch_size=64, device="cuda", precision="fp32")
     assert precision == ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
-    assert min_cosine(reduced, cpu) >= COSINE_FLOOR
+    assert min_cosine(reduced, cpu) >= MIN_COSINE
     assert min_cosine(full, cpu) >= 0.99999
     record_property("min_cosine_auto_vs_cpu_fp32", min_cosine(reduced, cpu))
     record_property("min_cosine_fp32_vs_cpu_fp32", min_cosine(full, cpu))

@@ -63,7 +63,7 @@ def test_predictions_do_not_depend_on_the_batch(saved):
 
 def test_entities_come_from_a_valid_bio_sequence(saved):
     from mtl_model.error_analysis import entities
-    from mtl_model.predict import _word_starts
+    from mtl_model.predict import first_sub_words
 
     model, tokenizer = MultiTaskModel.load(saved)
     encoding = tokenizer(
@@ -75,7 +75,7 @@ def test_entities_come_from_a_valid_bio_sequence(saved):
     from mtl_model.decoding import decode
 
     for row in range(len(TRICKY)):
-        positions = [position for _, position in _word_starts(encoding.word_ids(row))]
+        positions = [position for _, position in first_sub_words(encoding.word_ids(row))]
         tags = [NER[t] for t in decode(torch.log_softmax(logits[row, positions], -1).numpy(), NER, "bio_viterbi")]
         assert is_valid_bio(tags)
         assert len(entities(tags)) == len(model.predict([TRICKY[row]])[0]["ner"])

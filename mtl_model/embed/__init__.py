@@ -35,7 +35,6 @@ from mtl_model.embed.corpus import (
     scan_corpus,
 )
 from mtl_model.embed.inference import (
-    COSINE_FLOOR,
     FP32_MAX_TOKENS,
     Precision,
     RequestedPrecision,
@@ -64,7 +63,6 @@ from mtl_model.embed.tiers import TierCheck, check_tier, min_cosine, neighbour_o
 
 __all__ = [
     "CORPUS_SUFFIXES",
-    "COSINE_FLOOR",
     "FP32_MAX_TOKENS",
     "MANIFEST",
     "METADATA_KEY",

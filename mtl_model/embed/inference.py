@@ -3,7 +3,7 @@ once per run, and keep one loaded model per process.
 
 Speed without changing results: rows are sorted by token count so each batch pads only to its own longest row
 (then put back in order), inference mode, and reduced precision only where it keeps every embedding within
-cosine `COSINE_FLOOR` of fp32.
+the gates of `mtl_model.embed.tiers` (cosine and nearest neighbours against fp32).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from mtl_model.device import autocast_dtype, cpu_has_bf16
-from mtl_model.embed.tiers import MIN_COSINE, TierCheck, check_tier
+from mtl_model.embed.tiers import TierCheck, check_tier
 from mtl_model.model import MultiTaskModel
 
 if TYPE_CHECKING:
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 Precision = Literal["fp32", "bf16", "fp16"]
 RequestedPrecision = Literal["auto", "fp32", "bf16", "fp16"]
 
-COSINE_FLOOR = MIN_COSINE  # reduced precision is used only when it keeps embeddings this close to fp32 (and more)
 # Batches of texts this short run in fp32: few tokens average out no rounding, and they cost nothing.
 FP32_MAX_TOKENS = 8
 

@@ -75,11 +75,9 @@ class EmbedPlan(StrictModel):
     """Rows read, tokenized and length-sorted together; bounds memory."""
     precision: Precision
     """The precision chosen for this run (never `auto`: decided once, so every shard uses the same)."""
-    precision_check_cosine: float | None
-    """Smallest cosine between fp32 and reduced-precision embeddings on the corpus's first rows (None: not
-    measured)."""
     precision_check: TierCheck | None = None
-    """The reduced-precision tier measured against fp32 on those rows, with its gates (`mtl_model.embed.tiers`)."""
+    """The reduced-precision tier measured against fp32 on the corpus's first rows, with its gates
+    (`mtl_model.embed.tiers`); None: nothing was compared."""
     dimension: int
     """Width D of each embedding."""
     pooling: str
@@ -100,6 +98,11 @@ class EmbedPlan(StrictModel):
     """The fixed row slices, in output order."""
     inputs: tuple[CorpusFile, ...]
     """The corpus files as scanned (path, rows, fingerprint), in reading order."""
+
+    @property
+    def precision_check_cosine(self) -> float | None:
+        """Smallest cosine between fp32 and reduced-precision embeddings on the sample (None: not measured)."""
+        return None if self.precision_check is None else self.precision_check.min_cosine
 
     def model_facts(self) -> dict[str, Any]:
         """What a consumer needs to know about the vectors (the manifest and each shard record it)."""
@@ -209,7 +212,6 @@ def plan_embedding(
         batch_size=batch_size,
         sort_window=sort_window,
         precision=chosen,
-        precision_check_cosine=None if check is None else check.min_cosine,
         precision_check=check,
         dimension=int(model.embedding_dim),
         pooling=model.config.pooling,
