@@ -19,11 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TextIO
 
 import yaml
 
@@ -52,13 +54,26 @@ def run(name: str, args: argparse.Namespace, extra: list[str]) -> dict:
     print(f"== {name}: {' '.join(command[2:])}", flush=True)
     started = time.perf_counter()
     with open(out / f"{name}.log", "a") as log:
-        done = subprocess.run(command, stdout=subprocess.PIPE, stderr=log, text=True, cwd=REPO)
-    if done.returncode != 0:
-        raise SystemExit(f"{name} failed (exit {done.returncode}); see {out / f'{name}.log'}")
-    result = json.loads(done.stdout)
+        stdout, returncode, peak_rss_bytes = run_measured(command, log)
+    if returncode != 0:
+        raise SystemExit(f"{name} failed (exit {returncode}); see {out / f'{name}.log'}")
+    result = json.loads(stdout)
+    # Wall time and peak RSS of this invocation: a run resumed from a checkpoint (`training.resumed_from`) reports
+    # only its last part.
     result["wall_seconds"] = round(time.perf_counter() - started, 1)
+    result["peak_rss_mib"] = round(peak_rss_bytes / 2**20, 1)
     write_json_atomic(result_path, result)  # the run counts as done only once its whole result is on disk
     return result
+
+
+def run_measured(command: list[str], log: TextIO) -> tuple[str, int, int]:
+    """Run `command`, returning its stdout, exit code and peak RSS in bytes (its own, not earlier children's)."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True, cwd=REPO)
+    stdout = process.stdout.read()
+    process.stdout.close()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return stdout, process.returncode, usage.ru_maxrss * 1024  # ru_maxrss is in KiB on Linux
 
 
 def single_task_steps(multi: dict, task: str, batch_size: int) -> int:
@@ -117,12 +132,15 @@ def main(argv: list[str] | None = None) -> int:
     batch_size = int(config.get("train", {}).get("batch_size", 16))
     seeds = [int(seed) for seed in args.seeds.split(",")]
     common = [item for value in args.set for item in ("--set", value)]
-    for seed in [] if args.table_only else seeds:
-        seeded = [*common, "--set", f"train.seed={seed}"]
-        multi = run(run_name("multi", seed), args, seeded)
+    seeded = {seed: [*common, "--set", f"train.seed={seed}"] for seed in seeds}
+    # Every seed's multi-task run first: the headline (mean of the seeds) lands before the single-task comparisons.
+    to_run = [] if args.table_only else seeds
+    multis = {seed: run(run_name("multi", seed), args, seeded[seed]) for seed in to_run}
+    for seed, multi in multis.items():
         for task in tasks if len(tasks) > 1 else []:
             steps = single_task_steps(multi, task, batch_size)
-            run(run_name("single", seed, task), args, [*seeded, "--tasks", task, "--set", f"train.max_steps={steps}"])
+            extra = [*seeded[seed], "--tasks", task, "--set", f"train.max_steps={steps}"]
+            run(run_name("single", seed, task), args, extra)
     rows = table(Path(args.out), tasks, seeds)
     show(rows)
     print(json.dumps({"config": args.config, "seeds": seeds, "tasks": rows}))
