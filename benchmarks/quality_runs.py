@@ -17,6 +17,7 @@ Prints the table, then one JSON line (last).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -43,8 +44,12 @@ def run(name: str, args: argparse.Namespace, extra: list[str]) -> dict:
     """One pipeline run (or its finished result): resumes from checkpoints, logs to `<out>/<name>.log`."""
     out = Path(args.out)
     result_path = out / f"{name}.json"
+    recipe = recipe_key(args.config, extra)
     if result_path.is_file():
-        return json.loads(result_path.read_text())
+        result = json.loads(result_path.read_text())
+        if result.get("recipe_sha256") != recipe:  # a finished run of another recipe must not enter the table
+            raise SystemExit(f"{result_path} was run with another recipe (config contents or settings): move it away")
+        return result
     out.mkdir(parents=True, exist_ok=True)
     command = [
         sys.executable, "-m", "mtl_model", "--config", args.config, "--data-dir", args.data_dir,
@@ -62,8 +67,14 @@ def run(name: str, args: argparse.Namespace, extra: list[str]) -> dict:
     # only its last part.
     result["wall_seconds"] = round(time.perf_counter() - started, 1)
     result["peak_rss_mib"] = round(peak_rss_bytes / 2**20, 1)
+    result["recipe_sha256"] = recipe
     write_json_atomic(result_path, result)  # the run counts as done only once its whole result is on disk
     return result
+
+
+def recipe_key(config: str, extra: list[str]) -> str:
+    """sha256 of the config file's contents and the run's extra settings: what a kept result must match."""
+    return hashlib.sha256(Path(config).read_bytes() + json.dumps(extra).encode()).hexdigest()
 
 
 def run_measured(command: list[str], log: TextIO) -> tuple[str, int, int]:
