@@ -20,20 +20,19 @@ import argparse
 import hashlib
 import json
 import math
-import os
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import TextIO
 
 import yaml
 
-from mtl_model.evaluate import primary_metrics
-from mtl_model.io import write_json_atomic
-
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as a script: the sibling benchmarks import as a package
+    sys.path.insert(0, str(REPO))
+
+from benchmarks.process_stats import run_measured  # noqa: E402
+from mtl_model.evaluate import primary_metrics  # noqa: E402
+from mtl_model.io import write_json_atomic  # noqa: E402
 
 
 def run_name(kind: str, seed: int, task: str | None = None) -> str:
@@ -57,16 +56,15 @@ def run(name: str, args: argparse.Namespace, extra: list[str]) -> dict:
         "--set", f"train.checkpoint_every={args.checkpoint_every}", "--set", "embed.corpus=null", *extra,
     ]  # fmt: skip
     print(f"== {name}: {' '.join(command[2:])}", flush=True)
-    started = time.perf_counter()
     with open(out / f"{name}.log", "a") as log:
-        stdout, returncode, peak_rss_bytes = run_measured(command, log)
-    if returncode != 0:
-        raise SystemExit(f"{name} failed (exit {returncode}); see {out / f'{name}.log'}")
-    result = json.loads(stdout)
+        stats = run_measured(command, stderr=log, capture_stdout=True, cwd=REPO)
+    if stats.returncode != 0:
+        raise SystemExit(f"{name} failed (exit {stats.returncode}); see {out / f'{name}.log'}")
+    result = json.loads(stats.stdout or "")
     # Wall time and peak RSS of this invocation: a run resumed from a checkpoint (`training.resumed_from`) reports
     # only its last part.
-    result["wall_seconds"] = round(time.perf_counter() - started, 1)
-    result["peak_rss_mib"] = round(peak_rss_bytes / 2**20, 1)
+    result["wall_seconds"] = round(stats.seconds, 1)
+    result["peak_rss_mib"] = round(stats.peak_rss_bytes / 2**20, 1)
     result["recipe_sha256"] = recipe
     write_json_atomic(result_path, result)  # the run counts as done only once its whole result is on disk
     return result
@@ -75,16 +73,6 @@ def run(name: str, args: argparse.Namespace, extra: list[str]) -> dict:
 def recipe_key(config: str, extra: list[str]) -> str:
     """sha256 of the config file's contents and the run's extra settings: what a kept result must match."""
     return hashlib.sha256(Path(config).read_bytes() + json.dumps(extra).encode()).hexdigest()
-
-
-def run_measured(command: list[str], log: TextIO) -> tuple[str, int, int]:
-    """Run `command`, returning its stdout, exit code and peak RSS in bytes (its own, not earlier children's)."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True, cwd=REPO)
-    stdout = process.stdout.read()
-    process.stdout.close()
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    return stdout, process.returncode, usage.ru_maxrss * 1024  # ru_maxrss is in KiB on Linux
 
 
 def single_task_steps(multi: dict, task: str, batch_size: int) -> int:

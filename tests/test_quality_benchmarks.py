@@ -3,12 +3,16 @@ runs, and the seed table."""
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 
 import numpy as np
+import pytest
 from transformers import AutoTokenizer
 
-from benchmarks.quality_runs import single_task_steps, table
+from benchmarks.process_stats import run_measured
+from benchmarks.quality_runs import recipe_key, run, single_task_steps, table
 from benchmarks.trainer_peer import CONLL_TAGS, encode_ner, first_sub_word_tags
 from mtl_model.readers import TokenExample
 
@@ -40,3 +44,30 @@ def test_seed_table_is_mean_and_sample_std(tmp_path):
     assert rows["sst"]["multi"]["n"] == 2 and rows["sst"]["multi"]["mean"] == 91.0
     assert rows["sst"]["multi"]["std"] == 1.41  # sample std of 90 and 92
     assert rows["sst"]["single"]["mean"] == 90.5
+
+
+def test_a_kept_result_of_another_recipe_is_refused(tmp_path):
+    config = tmp_path / "recipe.yaml"
+    config.write_text("train: {epochs: 1}\n")
+    args = argparse.Namespace(out=str(tmp_path / "out"), config=str(config))
+    (tmp_path / "out").mkdir()
+    kept = {"metrics": {}, "recipe_sha256": recipe_key(str(config), ["--set", "train.seed=1"])}
+    (tmp_path / "out" / "multi-seed1.json").write_text(json.dumps(kept))
+    assert run("multi-seed1", args, ["--set", "train.seed=1"]) == kept  # the same recipe: kept, nothing runs
+    with pytest.raises(SystemExit, match="another recipe"):
+        run("multi-seed1", args, ["--set", "train.seed=2"])  # other settings
+    config.write_text("train: {epochs: 2}\n")
+    with pytest.raises(SystemExit, match="another recipe"):
+        run("multi-seed1", args, ["--set", "train.seed=1"])  # the config file changed
+
+
+def test_a_run_reports_its_own_peak_rss_not_the_parents(tmp_path):
+    import torch  # noqa: F401  # this test process is big; the child's peak must not include it
+
+    with open(tmp_path / "log", "w") as log:
+        code = "import sys; x = bytearray(80 * 2**20); print('out'); sys.stderr.write('err'); sys.exit(4)"
+        stats = run_measured([sys.executable, "-c", code], stderr=log, capture_stdout=True)
+    assert (stats.stdout, stats.returncode) == ("out\n", 4)
+    assert 80 * 2**20 < stats.peak_rss_bytes < 150 * 2**20
+    assert stats.seconds > 0
+    assert (tmp_path / "log").read_text() == "err"

@@ -46,7 +46,7 @@ def test_wnut17_dev_quirks_are_counted(shared_data):
     assert repaired.rows_accepted == 1009 and repaired.notes["bio_tags_repaired"] == 1
 
 
-@pytest.mark.parametrize("name", ["three_task", "wnut17"])
+@pytest.mark.parametrize("name", ["three_task", "wnut17", "wnut17_conll"])
 def test_real_data_configs_validate_every_file(shared_data, name):
     from mtl_model.config import plan_run
     from mtl_model.options import RunOptions
