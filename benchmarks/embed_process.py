@@ -184,13 +184,13 @@ def main(argv: list[str] | None = None) -> None:
     print(f"CPU: {cpu['model']}, {cpu['cores']} logical cores, flags {cpu['flags']}", flush=True)
     ours, peer = [], []
     for round_index in range(args.rounds):
-        for side, results, command in (
-            ("ours", ours, ours_command(model_dir, work / "corpus.parquet", work / f"ours-{round_index}")),
-            ("encode", peer, encode_command(backbone_dir, work / "corpus.parquet", work / f"peer-{round_index}.pq")),
-        ):
-            shutil.rmtree(work / f"ours-{round_index}", ignore_errors=True)
-            results.append(run_process(command))
-            print(f"round {round_index + 1} {side}: {results[-1][0]:.1f} s, {results[-1][1]:.0f} MiB", flush=True)
+        ours_out = work / f"ours-{round_index}"
+        shutil.rmtree(ours_out, ignore_errors=True)  # a finished output of the same plan would be kept, not redone
+        corpus = work / "corpus.parquet"
+        ours.append(run_process(ours_command(model_dir, corpus, ours_out)))
+        peer.append(run_process(encode_command(backbone_dir, corpus, work / f"peer-{round_index}.pq")))
+        for side, (seconds, rss) in (("ours", ours[-1]), ("encode", peer[-1])):
+            print(f"round {round_index + 1} {side}: {seconds:.1f} s, {rss:.0f} MiB", flush=True)
     scaled = None
     if args.scale > 1:  # memory must stay flat as the corpus grows
         shutil.rmtree(work / "ours-scaled", ignore_errors=True)
