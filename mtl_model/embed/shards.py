@@ -25,6 +25,7 @@ from mtl_model.embed.inference import encode_texts, load_model_once, run_token_i
 from mtl_model.embed.plan import EmbedPlan, ShardSpec
 from mtl_model.errors import ConfigError, DataValidationError, Problem
 from mtl_model.io import atomic_path, file_sha256
+from mtl_model.memory import release_freed_memory
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -249,6 +250,10 @@ def _embed_shard(plan: EmbedPlan, index: int, *, device: str) -> ShardRecord:
                 if plan.include_text:
                     columns.append(pa.array(texts, type=pa.string()))
                 writer.write_table(pa.Table.from_arrays(columns, schema=schema))
+                # Each window's first batches are its longest; the heap pages their activations freed would stay
+                # resident and fragment, so RSS would climb window after window (1.49 GB at 20k rows; with this,
+                # docs/RESULTS.md §9): hand them back.
+                release_freed_memory()
         if written != shard.rows:  # the input changed since it was planned: never publish a short shard
             raise DataValidationError(
                 [
