@@ -5,8 +5,10 @@ at the same compute, then one table (mean ± std over seeds).
     python benchmarks/quality_runs.py --table-only         # the table from what has finished so far
 
 Every run is `python -m mtl_model` with `train.checkpoint_every`, output under `--out` (default `runs/quality`).
-A run whose `<name>.json` exists is done and skipped; a run cut off (say, by the session's end) resumes from its
-last checkpoint when the same command runs again. Single-task runs match the multi-task run of the same seed in
+A run whose result `<name>.json` exists under `--results` is done and skipped; a run cut off (say, by the session's
+end) resumes from its last checkpoint when the same command runs again on the same machine. The results default to
+`docs/results/quality/`, a tracked folder, because a new session may start on a new machine with `runs/` empty:
+commit each result as it lands. Single-task runs match the multi-task run of the same seed in
 compute: each task trains for as many examples as that task contributed to the multi-task run
 (`training.examples_per_task`), at the same batch size.
 
@@ -42,7 +44,7 @@ def run_name(kind: str, seed: int, task: str | None = None) -> str:
 def run(name: str, args: argparse.Namespace, extra: list[str]) -> dict:
     """One pipeline run (or its finished result): resumes from checkpoints, logs to `<out>/<name>.log`."""
     out = Path(args.out)
-    result_path = out / f"{name}.json"
+    result_path = Path(args.results) / f"{name}.json"
     recipe = recipe_key(args.config, extra)
     if result_path.is_file():
         result = json.loads(result_path.read_text())
@@ -83,14 +85,14 @@ def single_task_steps(multi: dict, task: str, batch_size: int) -> int:
     return math.ceil(seen / batch_size)
 
 
-def table(out: Path, tasks: list[str], seeds: list[int]) -> dict:
+def table(results: Path, tasks: list[str], seeds: list[int]) -> dict:
     """Mean ± std of each task's test metric over the seeds that finished, multi vs single."""
     rows = {}
     for task in tasks:
         values = {"multi": [], "single": []}
         for seed in seeds:
             for kind, name in (("multi", run_name("multi", seed)), ("single", run_name("single", seed, task))):
-                path = out / f"{name}.json"
+                path = results / f"{name}.json"
                 if path.is_file():
                     values[kind].append(100 * primary_metrics(json.loads(path.read_text())["metrics"])[task])
         rows[task] = {kind: summarize(numbers) for kind, numbers in values.items()}
@@ -120,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=str(REPO.parent / "shared/data"))
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--out", default=str(REPO / "runs/quality"))
+    parser.add_argument("--results", default=str(REPO / "docs/results/quality"), help="finished runs' JSON")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--checkpoint-every", type=int, default=200)
     parser.add_argument("--set", action="append", default=[], help="extra `section.field=value` for every run")
@@ -136,11 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     to_run = [] if args.table_only else seeds
     multis = {seed: run(run_name("multi", seed), args, seeded[seed]) for seed in to_run}
     for seed, multi in multis.items():
-        for task in tasks if len(tasks) > 1 else []:
-            steps = single_task_steps(multi, task, batch_size)
-            extra = [*seeded[seed], "--tasks", task, "--set", f"train.max_steps={steps}"]
+        steps = {task: single_task_steps(multi, task, batch_size) for task in tasks if len(tasks) > 1}
+        for task in sorted(steps, key=steps.get):  # shortest first: a session cut off lands the most rows
+            extra = [*seeded[seed], "--tasks", task, "--set", f"train.max_steps={steps[task]}"]
             run(run_name("single", seed, task), args, extra)
-    rows = table(Path(args.out), tasks, seeds)
+    rows = table(Path(args.results), tasks, seeds)
     show(rows)
     print(json.dumps({"config": args.config, "seeds": seeds, "tasks": rows}))
     return 0

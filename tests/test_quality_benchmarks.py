@@ -49,10 +49,10 @@ def test_seed_table_is_mean_and_sample_std(tmp_path):
 def test_a_kept_result_of_another_recipe_is_refused(tmp_path):
     config = tmp_path / "recipe.yaml"
     config.write_text("train: {epochs: 1}\n")
-    args = argparse.Namespace(out=str(tmp_path / "out"), config=str(config))
-    (tmp_path / "out").mkdir()
+    args = argparse.Namespace(out=str(tmp_path / "out"), results=str(tmp_path / "results"), config=str(config))
+    (tmp_path / "results").mkdir()
     kept = {"metrics": {}, "recipe_sha256": recipe_key(str(config), ["--set", "train.seed=1"])}
-    (tmp_path / "out" / "multi-seed1.json").write_text(json.dumps(kept))
+    (tmp_path / "results" / "multi-seed1.json").write_text(json.dumps(kept))
     assert run("multi-seed1", args, ["--set", "train.seed=1"]) == kept  # the same recipe: kept, nothing runs
     with pytest.raises(SystemExit, match="another recipe"):
         run("multi-seed1", args, ["--set", "train.seed=2"])  # other settings
