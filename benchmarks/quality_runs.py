@@ -141,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     for seed, multi in multis.items():
         steps = {task: single_task_steps(multi, task, batch_size) for task in tasks if len(tasks) > 1}
         for task in sorted(steps, key=steps.get):  # shortest first: a session cut off lands the most rows
-            extra = [*seeded[seed], "--tasks", task, "--set", f"train.max_steps={steps[task]}"]
+            # The task's own metric selects the step: a recipe may select on one task (`wnut17.f1`) it drops here.
+            selection = ["--set", "train.early_stopping_metric=mean"]
+            extra = [*seeded[seed], "--tasks", task, "--set", f"train.max_steps={steps[task]}", *selection]
             run(run_name("single", seed, task), args, extra)
     rows = table(Path(args.results), tasks, seeds)
     show(rows)
