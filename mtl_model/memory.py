@@ -19,10 +19,11 @@ import torch
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
-def release_freed_memory() -> None:
-    """Collect garbage and hand freed heap pages back to the OS (glibc `malloc_trim`), so memory an earlier
-    block freed but kept resident does not hide what the next block needs."""
-    gc.collect()
+def release_freed_memory(*, collect: bool = True) -> None:
+    """Collect garbage (unless `collect` is False) and hand freed heap pages back to the OS (glibc `malloc_trim`), so
+    memory an earlier block freed but kept resident does not hide what the next block needs."""
+    if collect:
+        gc.collect()
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
