@@ -415,3 +415,23 @@ def test_stored_embeddings_are_unit_vectors_in_every_precision(model_dir, tmp_pa
         pq.read_table(tmp_path / "out" / "embeddings").column("embedding").to_numpy(zero_copy_only=False)
     )
     assert np.abs(np.linalg.norm(vectors.astype(np.float64), axis=1) - 1.0).max() <= 1e-6
+
+
+def test_heads_score_in_the_precision_that_computed_the_features(tiny_backbone):
+    """bf16 features go through the heads inside the same autocast region (a bf16 CPU once failed here with
+    'mat1 and mat2 must have the same dtype'), and the scores stay close to fp32's."""
+    from mtl_model.embed.inference import run_token_ids
+    from tests.helpers import tiny_model
+
+    model = tiny_model(tiny_backbone).eval()
+    encoded = [[2, 15, 16, 17, 18, 19, 20, 21, 22, 3], [2, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 3]]
+    casing = [[0] * len(ids) for ids in encoded]
+    scores = {}
+    for precision in ("fp32", "bf16"):
+        _, scores[precision] = run_token_ids(
+            model, encoded, heads=("topic", "ner"), batch_size=2, device="cpu", precision=precision, casing=casing
+        )
+    assert scores["bf16"]["topic"].shape == (2, 4) and scores["bf16"]["topic"].dtype == np.float32
+    np.testing.assert_allclose(scores["bf16"]["topic"].sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(scores["bf16"]["topic"], scores["fp32"]["topic"], atol=0.05)
+    assert [rows.shape for rows in scores["bf16"]["ner"]] == [(10, 9), (12, 9)]

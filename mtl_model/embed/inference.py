@@ -117,9 +117,11 @@ def run_token_ids(
             features = model(
                 torch.from_numpy(input_ids).to(device), torch.from_numpy(mask).to(device), casing_ids=casing_tensor
             )
+            # Heads read the features in the precision that computed them: inside the same autocast region.
+            head_logits = {name: model.head_logits(features, name).float() for name in heads}  # (B, C) or (B, T, C)
         out[rows] = stored_embedding(model, features).cpu().numpy()  # (B, D)
         for name in heads:
-            logits = model.head_logits(features, name).float()  # (B, C) or (B, T, C)
+            logits = head_logits[name]
             if isinstance(scores[name], np.ndarray):
                 scores[name][rows] = torch.softmax(logits, dim=-1).cpu().numpy()
             else:
