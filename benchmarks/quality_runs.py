@@ -138,11 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     # Every seed's multi-task run first: the headline (mean of the seeds) lands before the single-task comparisons.
     to_run = [] if args.table_only else seeds
     multis = {seed: run(run_name("multi", seed), args, seeded[seed]) for seed in to_run}
+    # A single-task run selects its step on its own metric: a recipe may select on a task (`wnut17.f1`) it drops.
+    selection = ["--set", "train.early_stopping_metric=mean"]
     for seed, multi in multis.items():
         steps = {task: single_task_steps(multi, task, batch_size) for task in tasks if len(tasks) > 1}
         for task in sorted(steps, key=steps.get):  # shortest first: a session cut off lands the most rows
-            # The task's own metric selects the step: a recipe may select on one task (`wnut17.f1`) it drops here.
-            selection = ["--set", "train.early_stopping_metric=mean"]
             extra = [*seeded[seed], "--tasks", task, "--set", f"train.max_steps={steps[task]}", *selection]
             run(run_name("single", seed, task), args, extra)
     rows = table(Path(args.results), tasks, seeds)

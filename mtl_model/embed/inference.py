@@ -120,8 +120,7 @@ def run_token_ids(
             # Heads read the features in the precision that computed them: inside the same autocast region.
             head_logits = {name: model.head_logits(features, name).float() for name in heads}  # (B, C) or (B, T, C)
         out[rows] = stored_embedding(model, features).cpu().numpy()  # (B, D)
-        for name in heads:
-            logits = head_logits[name]
+        for name, logits in head_logits.items():
             if isinstance(scores[name], np.ndarray):
                 scores[name][rows] = torch.softmax(logits, dim=-1).cpu().numpy()
             else:
