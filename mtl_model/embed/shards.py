@@ -253,7 +253,7 @@ def _embed_shard(plan: EmbedPlan, index: int, *, device: str) -> ShardRecord:
                 # Each window's first batches are its longest; the heap pages their activations freed would stay
                 # resident and fragment, so RSS would climb window after window (1.49 GB at 20k rows; with this,
                 # docs/RESULTS.md §9): hand them back. Tensors are freed by reference counting, so no garbage
-                # collection (a full one costs ~0.2 s per window with transformers' objects on the heap).
+                # collection (a full one took 0.6 s per window in a profile beside other jobs: docs/RESULTS.md §10).
                 release_freed_memory(collect=False)
         if written != shard.rows:  # the input changed since it was planned: never publish a short shard
             raise DataValidationError(
