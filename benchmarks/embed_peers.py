@@ -15,7 +15,7 @@ Contenders, each in its own fresh process, interleaved for `--rounds` rounds on 
 Speed is steady state: model load and a 64-sentence warm-up are excluded, tokenization is included on both
 sides. Quality is judged against fp32 `encode` with the tier gates (`mtl_model.embed.tiers`). The matmul
 ceiling is measured at the model's feed-forward shapes (64 rows × the mix's mean tokens) in fresh processes:
-fp32 and bf16 in torch, int8 as ONNX Runtime's MatMulInteger (torch has no fast int8 GEMM on CPU); each
+fp32 and bf16 in torch, int8 as ONNX Runtime's MatMulInteger (what its int8 peer runs); each
 contender's speed is shown as a share of the ceiling of its precision, FLOPs per sentence counted from the
 model config and each sentence's tokens. Prints the CPU, the table, then one JSON line last.
 
@@ -171,7 +171,8 @@ def matmul_gflops(dtype_name: str, rows: int, hidden: int, inter: int, seconds: 
 
 def int8_matmul_gflops(rows: int, hidden: int, inter: int, seconds: float) -> float:
     """GFLOP/s (int8 ops) of the same pair as ONNX Runtime's MatMulInteger, u8 activations × s8 weights: the
-    kernel its dynamic int8 runs. In the peer venv: torch has no fast int8 GEMM on CPU (`_int_mm` crawls)."""
+    kernel its dynamic int8 runs, in the peer venv. torch's `_int_mm` is CPU-dependent: slow on the AVX2 CPU of
+    docs/RESULTS.md §8, ~1.6× this kernel on a Zen 4 with VNNI (`benchmarks/int8_gate.py`, §11)."""
     import numpy as np
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
@@ -315,17 +316,18 @@ def peer_worker(contender: Contender, model_dir: str, texts: list[str]) -> tuple
 
 
 def ours_worker(contender: Contender, model_dir: str, texts: list[str]) -> tuple[Any, float]:
-    """The embed step's model path: one loaded model, tokenize, length-sorted batches of the configured size."""
+    """The embed step's model path: one loaded model, tokenize, length-sorted batches of the configured size and
+    token cap."""
     from mtl_model.config import EmbedConfig
     from mtl_model.embed import embed_texts, load_model_once
+    from mtl_model.embed.inference import default_batch_tokens
 
     model, tokenizer = load_model_once(model_dir, "embed-peers", "cpu")
-    batch_size = EmbedConfig().batch_size
+    config = EmbedConfig()
+    batching = {"batch_size": config.batch_size, "batch_tokens": config.batch_tokens or default_batch_tokens("cpu")}
 
     def encode(batch: list[str]) -> Any:
-        return embed_texts(
-            model, tokenizer, batch, batch_size=batch_size, device="cpu", precision=contender.precision
-        )[0]
+        return embed_texts(model, tokenizer, batch, device="cpu", precision=contender.precision, **batching)[0]
 
     return timed_encode(encode, texts)
 

@@ -321,6 +321,7 @@ def plan_embedding(
         text_column=config.text_column,
         rows_per_shard=config.rows_per_shard,
         batch_size=config.batch_size,
+        batch_tokens=config.batch_tokens,
         sort_window=config.sort_window,
         include_text=config.include_text,
         precision=config.precision,

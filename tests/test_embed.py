@@ -108,6 +108,39 @@ def test_sorted_mixed_length_batches_equal_one_text_at_a_time(model_dir):
     np.testing.assert_allclose(batched, single, atol=1e-5, rtol=0)
 
 
+def test_length_batches_cap_rows_and_padded_tokens_and_cover_every_row_once():
+    from mtl_model.embed.inference import length_batches
+
+    lengths = np.array([5, 300, 40, 40, 12, 7, 100, 3, 40])
+    batches = length_batches(lengths, batch_size=4, batch_tokens=100)
+    # longest first: 300 alone (over the cap, still one row), 100 alone, rows of 40 two at a time (3 × 40 > 100),
+    # then the short rest up to the 4-row limit
+    assert [b.tolist() for b in batches] == [[1], [6], [2, 3], [8, 4], [5, 0, 7]]
+    assert all(len(b) * lengths[b].max() <= 100 or len(b) == 1 for b in batches)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(len(lengths)))
+    assert [len(b) for b in length_batches(lengths, batch_size=4)] == [4, 4, 1]  # no token cap: rows only
+
+
+def test_token_capped_batches_give_the_same_embeddings(model_dir):
+    model, tokenizer = MultiTaskModel.load(model_dir)
+    rng = np.random.default_rng(6)
+    texts = [" ".join(rng.choice(WORDS, size=int(rng.integers(1, 30)))) for _ in range(40)]
+    uncapped, _ = embed_texts(model, tokenizer, texts, batch_size=16, device="cpu")
+    capped, _ = embed_texts(model, tokenizer, texts, batch_size=16, batch_tokens=48, device="cpu")
+    np.testing.assert_allclose(capped, uncapped, atol=1e-5, rtol=0)
+
+
+def test_plan_caps_batch_tokens_on_cpu_unless_configured(model_dir, tmp_path):
+    from mtl_model.embed.inference import CPU_BATCH_TOKENS, default_batch_tokens
+
+    corpus = str(tmp_path / "c.parquet")
+    make_corpus(Path(corpus), 10)
+    for config, expected in [(CONFIG, CPU_BATCH_TOKENS), (CONFIG.model_copy(update={"batch_tokens": 512}), 512)]:
+        plan = steps.plan_embedding(str(model_dir), corpus, config, device="cpu", out_dir=str(tmp_path / "o"))
+        assert plan.batch_tokens == expected
+    assert default_batch_tokens("cuda:0") is None
+
+
 def test_every_format_and_a_folder_give_the_same_embeddings(model_dir, tmp_path):
     parquet = make_corpus(tmp_path / "c.parquet", 60)
     make_corpus(tmp_path / "c.csv", 60)

@@ -27,6 +27,31 @@ RequestedPrecision = Literal["auto", "fp32", "bf16", "fp16"]
 
 # Batches of texts this short run in fp32: few tokens average out no rounding, and they cost nothing.
 FP32_MAX_TOKENS = 8
+# Padded tokens per CPU forward pass when the config leaves it open: the longest batch's activations then stay
+# ~20 MiB whatever the texts' lengths (64 rows of 244 tokens held 264 MiB), at the same speed (docs/RESULTS.md §11).
+CPU_BATCH_TOKENS = 2048
+
+
+def default_batch_tokens(device: str) -> int | None:
+    """The padded-token cap per forward pass when `embed.batch_tokens` is unset: a CPU's memory is the process's
+    RSS, so cap it; a GPU holds `batch_size` rows of the longest texts, so rows alone bound it."""
+    return None if device.startswith("cuda") else CPU_BATCH_TOKENS
+
+
+def length_batches(lengths: np.ndarray, batch_size: int, batch_tokens: int | None = None) -> list[np.ndarray]:
+    """Row indices grouped into forward passes, longest rows first: each batch pads only to its own longest row,
+    holds at most `batch_size` rows and (unless `batch_tokens` is None) at most `batch_tokens` padded tokens,
+    but always at least one row (a text longer than the cap runs alone)."""
+    order = np.argsort(-lengths, kind="stable")  # (N,)
+    batches: list[np.ndarray] = []
+    start = 0
+    while start < len(order):
+        rows = batch_size
+        if batch_tokens is not None:
+            rows = max(1, min(batch_size, batch_tokens // max(int(lengths[order[start]]), 1)))
+        batches.append(order[start : start + rows])
+        start += rows
+    return batches
 
 
 def encode_texts(
@@ -57,11 +82,19 @@ def embed_token_ids(
     device: str,
     precision: str = "fp32",
     pad_id: int = 0,
+    batch_tokens: int | None = None,
 ) -> np.ndarray:
     """(N, D) float32 embeddings in input order. Rows are sorted by length so each batch pads only to its
     own longest row, then put back in order."""
     embeddings, _ = run_token_ids(
-        model, encoded, heads=(), batch_size=batch_size, device=device, precision=precision, pad_id=pad_id
+        model,
+        encoded,
+        heads=(),
+        batch_size=batch_size,
+        batch_tokens=batch_tokens,
+        device=device,
+        precision=precision,
+        pad_id=pad_id,
     )
     return embeddings
 
@@ -85,13 +118,13 @@ def run_token_ids(
     precision: str = "fp32",
     pad_id: int = 0,
     casing: list[list[int]] | None = None,
+    batch_tokens: int | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """The embeddings (N, D) and, from the same forward pass, each head's scores in input order: a sentence head's
     class probabilities (N, C), a token head's per-row log-probabilities [(T_i, C)]. `casing`: each row's casing
-    ids (`mtl_model.casing`), needed by token heads of a model with `casing_dim`."""
+    ids (`mtl_model.casing`), needed by token heads of a model with `casing_dim`. Batches: `length_batches`."""
     model.eval()
     lengths = np.array([len(ids) for ids in encoded])  # (N,)
-    order = np.argsort(-lengths, kind="stable")  # (N,)
     out = np.zeros((len(encoded), model.embedding_dim), dtype=np.float32)  # (N, D)
     scores: dict[str, Any] = {}
     for name in heads:
@@ -100,8 +133,7 @@ def run_token_ids(
         scores[name] = np.zeros((len(encoded), classes), dtype=np.float32) if sentence else [None] * len(encoded)
     dtype = autocast_dtype(precision)
     device_type = device.split(":")[0]
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]  # (B,)
+    for rows in length_batches(lengths, batch_size, batch_tokens):  # (B,) row indices each
         width = int(lengths[rows].max())
         input_ids = np.full((len(rows), width), pad_id, dtype=np.int64)  # (B, T)
         mask = np.zeros((len(rows), width), dtype=np.int64)  # (B, T)
@@ -138,6 +170,7 @@ def embed_texts(
     batch_size: int,
     device: str,
     precision: str = "fp32",
+    batch_tokens: int | None = None,
 ) -> tuple[np.ndarray, int]:
     """(N, D) embeddings of in-memory texts, in order, and how many were truncated."""
     encoded, truncated = encode_texts(tokenizer, list(texts), model.config.max_seq_length)
@@ -146,6 +179,7 @@ def embed_texts(
         model,
         encoded,
         batch_size=batch_size,
+        batch_tokens=batch_tokens,
         device=device,
         precision=precision,
         pad_id=pad_id,
@@ -161,6 +195,7 @@ def decide_precision(
     device: str,
     requested: RequestedPrecision | str,
     batch_size: int,
+    batch_tokens: int | None = None,
 ) -> tuple[Precision, TierCheck | None]:
     """Decide the embedding precision once. `auto`: bf16 where the device computes it natively (fp16 on GPUs without
     bf16) if, on `sample_texts`, it passes the tier's gates against fp32 (`mtl_model.embed.tiers`); else fp32.
@@ -176,8 +211,9 @@ def decide_precision(
         return "fp32", None
     if not sample_texts:
         return "fp32", None
-    reference, _ = embed_texts(model, tokenizer, sample_texts, batch_size=batch_size, device=device, precision="fp32")
-    reduced, _ = embed_texts(model, tokenizer, sample_texts, batch_size=batch_size, device=device, precision=candidate)
+    batching = {"batch_size": batch_size, "batch_tokens": batch_tokens, "device": device}
+    reference, _ = embed_texts(model, tokenizer, sample_texts, precision="fp32", **batching)
+    reduced, _ = embed_texts(model, tokenizer, sample_texts, precision=candidate, **batching)
     check = check_tier(candidate, reference, reduced)
     return (candidate if check.passed else "fp32"), check
 

@@ -12,7 +12,13 @@ from typing import Any, Literal
 
 from mtl_model.base import StrictModel
 from mtl_model.embed.corpus import CorpusFile, rows_in_range, scan_corpus
-from mtl_model.embed.inference import Precision, RequestedPrecision, decide_precision, load_model_once
+from mtl_model.embed.inference import (
+    Precision,
+    RequestedPrecision,
+    decide_precision,
+    default_batch_tokens,
+    load_model_once,
+)
 from mtl_model.embed.tiers import TierCheck
 from mtl_model.errors import ConfigError
 from mtl_model.io import code_version, json_sha256
@@ -70,7 +76,9 @@ class EmbedPlan(StrictModel):
     include_text: bool
     """Whether the text is written next to the embedding."""
     batch_size: int
-    """Texts per forward pass."""
+    """Texts per forward pass at most."""
+    batch_tokens: int | None = None
+    """Padded tokens per forward pass at most (decided for the device; None: no cap)."""
     sort_window: int
     """Rows read, tokenized and length-sorted together; bounds memory."""
     precision: Precision
@@ -182,9 +190,12 @@ def plan_embedding(
     allow_duplicate_ids: bool = False,
     outputs: Sequence[str] = ("embedding",),
     include_probs: bool = False,
+    batch_tokens: int | None = None,
 ) -> EmbedPlan:
     """Validate the corpus (all problems at once, duplicate ids included unless allowed), fix the shard slices and
-    decide the precision, once."""
+    decide the precision and the batch token cap (`batch_tokens` None: the device's default), once."""
+    if batch_tokens is None:
+        batch_tokens = default_batch_tokens(device)
     inputs = scan_corpus(corpus, id_column=id_column, text_column=text_column, allow_duplicate_ids=allow_duplicate_ids)
     model, tokenizer = load_model_once(model_dir, model_fingerprint, device)
     heads = head_outputs(model, outputs)
@@ -200,6 +211,7 @@ def plan_embedding(
         device=device,
         requested=precision,
         batch_size=batch_size,
+        batch_tokens=batch_tokens,
     )
     return EmbedPlan(
         out_dir=str(out_dir),
@@ -210,6 +222,7 @@ def plan_embedding(
         text_column=text_column,
         include_text=include_text,
         batch_size=batch_size,
+        batch_tokens=batch_tokens,
         sort_window=sort_window,
         precision=chosen,
         precision_check=check,

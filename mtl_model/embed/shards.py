@@ -240,6 +240,7 @@ def _embed_shard(plan: EmbedPlan, index: int, *, device: str) -> ShardRecord:
                     encoded,
                     heads=tuple(plan.heads),
                     batch_size=plan.batch_size,
+                    batch_tokens=plan.batch_tokens,
                     device=device,
                     precision=plan.precision,
                     pad_id=pad_id,
