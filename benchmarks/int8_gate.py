@@ -198,6 +198,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         with rounded_as(linears, scheme, input_max):
             rounded = embed(texts)
         overlap = neighbour_overlap(reference, rounded)
+        overlap = None if overlap is None else round(overlap, 4)
         variants[scheme] = {"min_cosine": round(min_cosine(reference, rounded), 5), "neighbour_overlap": overlap}
         verdict = "pass" if overlap is not None and overlap >= GATE_OVERLAP else "fail"
         print(f"{scheme:>16}: min cosine {variants[scheme]['min_cosine']:.5f}, top-10 overlap {overlap} ({verdict})")

@@ -120,6 +120,53 @@ def carve_validation(examples: list, fraction: float, seed: int) -> tuple[list, 
     return train, validation
 
 
+def carve_whole_texts(examples: list, fraction: float, seed: int) -> tuple[list, list]:
+    """(train, validation) with no text shared: validation rows are whole texts (contained in no other row), drawn
+    in seeded order; every row that is a word span of a held-out text leaves training, until held-out plus dropped
+    rows reach `fraction` of the rows. Rows contain each other as word spans in phrase-level files such as SST-2's."""
+    import random
+
+    texts = [_plain_text(example) for example in examples]
+    rows_of: dict[str, list[int]] = {}
+    for index, text in enumerate(texts):
+        rows_of.setdefault(text, []).append(index)
+    joined = "\n" + "\n".join(texts) + "\n"  # every row between newlines, so a whole-row match is "\n<text>\n"
+    budget = round(fraction * len(examples))
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    removed: set[int] = set()
+    validation: list[int] = []
+    for index in order:
+        if len(removed) >= budget:
+            break
+        if index in removed or not texts[index] or _inside_another_row(texts[index], joined):
+            continue
+        validation.append(index)
+        words = texts[index].split(" ")
+        spans = {" ".join(words[start:end]) for start in range(len(words)) for end in range(start + 1, len(words) + 1)}
+        removed.update(row for span in spans for row in rows_of.get(span, ()))
+    held = set(validation)
+    train = [example for index, example in enumerate(examples) if index not in removed]
+    return train, [examples[index] for index in sorted(held)]
+
+
+def _plain_text(example: TextExample | TokenExample) -> str:
+    """A row's words joined by single spaces: the form in which one row can be a word span of another."""
+    words = example.tokens if isinstance(example, TokenExample) else example.text.split()
+    return " ".join(words)
+
+
+def _inside_another_row(text: str, joined: str) -> bool:
+    """Whether `text` occurs in `joined` anywhere but as a whole row of its own."""
+    start = joined.find(text)
+    while start != -1:
+        end = start + len(text)
+        if joined[start - 1] != "\n" or joined[end] != "\n":
+            return True
+        start = joined.find(text, start + 1)
+    return False
+
+
 def _where(example: TextExample | TokenExample, result: ReadResult) -> str:
     """The example's place as its reader named it: `line 12`, `line 3 (id b)`, `row 7`."""
     for prefix in (result.path, Path(result.path).name):
@@ -257,9 +304,8 @@ def load_task_data(spec: TaskSpec, paths: dict[str, Path | str], *, on_invalid: 
     else:
         splits = {split: result.examples for split, result in results.items()}
         if spec.validation_from_train > 0:
-            splits["train"], splits["validation"] = carve_validation(
-                splits["train"], spec.validation_from_train, spec.split.seed
-            )
+            carve = carve_whole_texts if spec.validation_whole_texts else carve_validation
+            splits["train"], splits["validation"] = carve(splits["train"], spec.validation_from_train, spec.split.seed)
     return TaskData(
         spec=spec, splits=splits, labels=labels, reports=[r.summary() for r in results.values()], tag_labels=tag_labels
     )

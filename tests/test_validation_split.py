@@ -49,3 +49,41 @@ def test_eval_every_accepts_a_carved_validation_split(tmp_path):
     config["tasks"][0]["validation_from_train"] = 0.1
     path.write_text(yaml.safe_dump(config))
     assert plan_run(RunOptions(config_path=path)).config.tasks[0].validation_from_train == 0.1
+
+
+def _sentence_rows(first_word: str, label: str) -> list:
+    """A six-word sentence and its five prefixes as rows, the way SST-2 cuts phrases from sentences."""
+    from mtl_model.readers import TextExample
+
+    words = f"{first_word} film was good and long".split()
+    return [TextExample(f"f:{first_word}:{n}", " ".join(words[:n]), label) for n in range(6, 0, -1)]
+
+
+def _spans(text: str) -> set[str]:
+    words = text.split()
+    return {" ".join(words[i:j]) for i in range(len(words)) for j in range(i + 1, len(words) + 1)}
+
+
+def test_whole_text_validation_shares_no_phrase_with_training():
+    from mtl_model.readers import TextExample
+    from mtl_model.task_data import carve_whole_texts
+
+    examples = [row for n in range(20) for row in _sentence_rows(f"w{n}", str(n % 2))]
+    examples.append(TextExample("f:shared", "film was good", "1"))  # a phrase of every sentence, as its own row
+    train, validation = carve_whole_texts(examples, fraction=0.1, seed=0)
+    # 121 rows, budget 12: the first held-out sentence takes its 6 rows and the shared one, the second its 6
+    assert len(validation) == 2 and len(train) == 121 - 13
+    assert all(len(e.text.split()) == 6 for e in validation)  # whole sentences only, never a prefix
+    held_spans = set().union(*(_spans(e.text) for e in validation))
+    assert not [e.text for e in train if e.text in held_spans]
+    assert [e.row_id for e in carve_whole_texts(examples, fraction=0.1, seed=0)[1]] == [e.row_id for e in validation]
+    assert [e.row_id for e in carve_whole_texts(examples, fraction=0.1, seed=1)[1]] != [e.row_id for e in validation]
+
+
+def test_whole_texts_needs_a_carved_split():
+    with pytest.raises(ValueError, match="validation_whole_texts shapes the split that validation_from_train carves"):
+        TaskSpec(**SENTIMENT, files=FILES, validation_whole_texts=True)
+    spec = TaskSpec(**SENTIMENT, files=FILES, validation_from_train=0.1, validation_whole_texts=True)
+    carved = load_task_data(spec, FILES)
+    assert len(carved.splits["validation"]) > 0
+    assert len(carved.splits["train"]) + len(carved.splits["validation"]) <= 320
