@@ -324,7 +324,7 @@ def ours_worker(contender: Contender, model_dir: str, texts: list[str]) -> tuple
 
     model, tokenizer = load_model_once(model_dir, "embed-peers", "cpu")
     config = EmbedConfig()
-    batching = {"batch_size": config.batch_size, "batch_tokens": config.batch_tokens or default_batch_tokens("cpu")}
+    batching = {"batch_size": config.batch_size, "batch_tokens": default_batch_tokens("cpu", config.batch_tokens)}
 
     def encode(batch: list[str]) -> Any:
         return embed_texts(model, tokenizer, batch, device="cpu", precision=contender.precision, **batching)[0]

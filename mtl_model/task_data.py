@@ -145,9 +145,8 @@ def carve_whole_texts(examples: list, fraction: float, seed: int) -> tuple[list,
         words = texts[index].split(" ")
         spans = {" ".join(words[start:end]) for start in range(len(words)) for end in range(start + 1, len(words) + 1)}
         removed.update(row for span in spans for row in rows_of.get(span, ()))
-    held = set(validation)
     train = [example for index, example in enumerate(examples) if index not in removed]
-    return train, [examples[index] for index in sorted(held)]
+    return train, [examples[index] for index in sorted(validation)]
 
 
 def _plain_text(example: TextExample | TokenExample) -> str:

@@ -32,9 +32,12 @@ FP32_MAX_TOKENS = 8
 CPU_BATCH_TOKENS = 2048
 
 
-def default_batch_tokens(device: str) -> int | None:
-    """The padded-token cap per forward pass when `embed.batch_tokens` is unset: a CPU's memory is the process's
-    RSS, so cap it; a GPU holds `batch_size` rows of the longest texts, so rows alone bound it."""
+def default_batch_tokens(device: str, configured: int | None = None) -> int | None:
+    """The padded-token cap per forward pass: `embed.batch_tokens` when set, else the device's default. A CPU's
+    memory is the process's RSS, so cap it; a GPU holds `batch_size` rows of the longest texts, so rows alone bound
+    it."""
+    if configured is not None:
+        return configured
     return None if device.startswith("cuda") else CPU_BATCH_TOKENS
 
 

@@ -194,8 +194,7 @@ def plan_embedding(
 ) -> EmbedPlan:
     """Validate the corpus (all problems at once, duplicate ids included unless allowed), fix the shard slices and
     decide the precision and the batch token cap (`batch_tokens` None: the device's default), once."""
-    if batch_tokens is None:
-        batch_tokens = default_batch_tokens(device)
+    batch_tokens = default_batch_tokens(device, batch_tokens)
     inputs = scan_corpus(corpus, id_column=id_column, text_column=text_column, allow_duplicate_ids=allow_duplicate_ids)
     model, tokenizer = load_model_once(model_dir, model_fingerprint, device)
     heads = head_outputs(model, outputs)
