@@ -337,7 +337,7 @@ class EmbedConfig(StrictModel):
     batch_tokens: int | None = Field(None, ge=1)
     """Padded tokens (rows × longest row) per forward pass at most, so a batch of long texts is cut to fewer rows and
     peak memory does not depend on how long the corpus's longest texts are. None: 2,048 on a CPU (same speed as
-    uncapped there, a tenth of the activation memory), no cap on a GPU."""
+    uncapped there, an eighth of the activation memory), no cap on a GPU."""
     sort_window: int = Field(4096, ge=1)
     """Rows read, tokenized and length-sorted together; bounds memory, whatever the corpus size."""
     rows_per_shard: int = Field(100_000, ge=1)
