@@ -3,6 +3,8 @@ at the same compute, then one table (mean ± std over seeds).
 
     python benchmarks/quality_runs.py --data-dir ../shared/data --seeds 1,2,3 [--config data/configs/three_task.yaml]
     python benchmarks/quality_runs.py --table-only         # the table from what has finished so far
+    python benchmarks/quality_runs.py --multi-only --set train.ema_decay=0.999 --results docs/results/ablate-ema
+                                                           # an ablation: one multi-task run per seed, no singles
 
 Every run is `python -m mtl_model` with `train.checkpoint_every`, output under `--out` (default `runs/quality`).
 A run whose result `<name>.json` exists under `--results` is done and skipped; a run cut off (say, by the session's
@@ -127,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint-every", type=int, default=200)
     parser.add_argument("--set", action="append", default=[], help="extra `section.field=value` for every run")
     parser.add_argument("--table-only", action="store_true")
+    parser.add_argument("--multi-only", action="store_true", help="the multi-task runs only (an ablation's row)")
     args = parser.parse_args(argv)
     args.data_dir = str(Path(args.data_dir).resolve())
     config = yaml.safe_load(Path(args.config).read_text())
@@ -140,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     multis = {seed: run(run_name("multi", seed), args, seeded[seed]) for seed in to_run}
     # A single-task run selects its step on its own metric: a recipe may select on a task (`wnut17.f1`) it drops.
     selection = ["--set", "train.early_stopping_metric=mean"]
-    for seed, multi in multis.items():
+    for seed, multi in {} if args.multi_only else multis.items():
         steps = {task: single_task_steps(multi, task, batch_size) for task in tasks if len(tasks) > 1}
         for task in sorted(steps, key=steps.get):  # shortest first: a session cut off lands the most rows
             extra = [*seeded[seed], "--tasks", task, "--set", f"train.max_steps={steps[task]}", *selection]

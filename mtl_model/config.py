@@ -292,6 +292,12 @@ class TrainConfig(StrictModel):
     embeddings `learning_rate · decay^L`; `null` or 1: one rate for the whole encoder."""
     lora: LoraSettings = LoraSettings()
     """Adapter settings for `freeze_policy: lora`."""
+    ema_decay: float | None = Field(None, gt=0.0, lt=1.0)
+    """Keep an exponential moving average of the weights, updated after every optimizer step with this decay
+    (0.999 averages over roughly the last 1,000 steps; early steps use `min(decay, (1+t)/(10+t))`), and evaluate,
+    select and save the averaged weights instead of the raw ones. Late in training the raw weights wander from
+    batch to batch, so a step chosen on a small validation split is partly luck; the average is steadier.
+    `null`: off."""
     seed: int = 42
     """Seed of initialisation, dropout, batch order and task sampling."""
 

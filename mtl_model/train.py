@@ -20,7 +20,7 @@ import math
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -327,6 +327,24 @@ class TrainResult:
 # ----------------------------------------------------------------------------------- training
 
 
+def ema_decay_at(decay: float, step: int) -> float:
+    """The averaging decay after optimizer step `step` (1-based): `decay`, but smaller early on, so the average
+    follows the weights while they move fast instead of remembering the initialisation."""
+    return min(decay, (1 + step) / (10 + step))
+
+
+@torch.no_grad()
+def update_ema(average: dict[str, torch.Tensor], model: nn.Module, decay: float) -> None:
+    """average ← decay · average + (1 − decay) · weights, in place, for every floating-point entry of the model's
+    state dict; other entries (integer buffers) are copied."""
+    weights = model.state_dict()
+    floating = [name for name, value in average.items() if value.is_floating_point()]
+    torch._foreach_lerp_([average[n] for n in floating], [weights[n] for n in floating], 1.0 - decay)
+    for name, value in average.items():
+        if not value.is_floating_point():
+            value.copy_(weights[name])
+
+
 def lora_target(model: MultiTaskModel) -> nn.Module:
     """The module LoRA adapts: the Hugging Face model itself (so peft knows its architecture), or our encoder."""
     return getattr(model.encoder, "auto_model", model.encoder)
@@ -353,6 +371,7 @@ STATE_KEYS = (
     "result",
     "best_state",
     "bad_evals",
+    "ema",
 )
 RESULT_KEYS = (
     "seconds",
@@ -396,6 +415,7 @@ class TrainingRun:
         self.best_step: int | None = None
         self.best_value: float | None = None
         self.best_state: dict[str, torch.Tensor] | None = None  # CPU copy of the best evaluation's weights
+        self.ema: dict[str, torch.Tensor] | None = None  # moving average of the weights (`ema_decay`), on the device
         self.bad_evals = 0
         # Progress not saved: a function of the above, or only of this process.
         self.stopped_early = False
@@ -429,6 +449,8 @@ class TrainingRun:
         self.rng = np.random.default_rng(self.config.seed)  # shared by the batch streams and the task sampler
         self._build_data()
         self._build_optimization(loss_weights or {})
+        if self.config.ema_decay is not None:  # after LoRA's adapters exist: they are averaged too
+            self.ema = {name: value.detach().clone() for name, value in model.state_dict().items()}
         self.kinds = {head.name: head.kind for head in model.config.heads}
         self.validation = {t: s for t, s in (validation_splits or {}).items() if t in train_splits}
         if self.config.eval_every and not self.validation:
@@ -523,6 +545,7 @@ class TrainingRun:
             ),
             "best_state": self.best_state,
             "bad_evals": self.bad_evals,
+            "ema": self.ema,
         }
 
     def check_state(self, state: dict) -> None:
@@ -539,10 +562,12 @@ class TrainingRun:
             raise ValueError(f"not a training checkpoint: missing {missing}, unexpected {unexpected}")
         if type(state["step"]) is not int or not 0 <= state["step"] <= self.total_steps:
             raise ValueError(f"not a training checkpoint of this run: step outside 0..{self.total_steps}")
+        if (state["ema"] is None) != (self.ema is None):
+            raise ValueError("not a checkpoint of this run: weight averaging (train.ema_decay) differs")
         own = self.model.state_dict()
-        for part in ("model", "best_state"):
+        for part in ("model", "best_state", "ema"):
             weights = state[part]
-            if part == "best_state" and weights is None:
+            if part != "model" and weights is None:
                 continue
             if not isinstance(weights, dict) or weights.keys() != own.keys():
                 raise ValueError(f"not a checkpoint of this model: {part} has other weights")
@@ -573,6 +598,8 @@ class TrainingRun:
         self.examples_per_task = dict(result["examples_per_task"])
         self.log, self.best_step, self.best_value = result["log"], result["best_step"], result["best_value"]
         self.best_state, self.bad_evals = state["best_state"], state["bad_evals"]
+        if self.ema is not None:
+            self.ema = {name: value.to(self.device) for name, value in state["ema"].items()}
         self.resumed_from = self.global_step
         if self.policy.kind == "gradual":  # the checkpoint's stage; its unfreezing row is already in the log
             self._stage = self._stage_at(self.global_step)
@@ -638,6 +665,8 @@ class TrainingRun:
         self.scaler.update()
         self.scheduler.step()
         self.global_step += 1
+        if self.ema is not None:
+            update_ema(self.ema, self.model, ema_decay_at(self.config.ema_decay or 0.0, self.global_step))
         self.losses.append(weighted_total)
         self._fire("on_step_end", self.global_step, self.total_steps, weighted_total)
         return weighted_total
@@ -682,13 +711,29 @@ class TrainingRun:
         self.examples_per_task[task] = self.examples_per_task.get(task, 0) + int(batch["input_ids"].shape[0])  # + B
         return float(loss.detach()), float(weighted.detach())
 
+    @contextlib.contextmanager
+    def _averaged_weights(self) -> Iterator[None]:
+        """The model holds the moving average (when `ema_decay` is set) inside the block, its own weights after."""
+        if self.ema is None:
+            yield
+            return
+        raw = {name: value.detach().clone() for name, value in self.model.state_dict().items()}
+        self.model.load_state_dict(self.ema)
+        try:
+            yield
+        finally:
+            self.model.load_state_dict(raw)
+
     def evaluate(self) -> dict[str, dict[str, float]]:
-        """Validation metrics per task; keeps the best weights and counts evaluations without improvement."""
-        metrics = evaluate_splits(self.model, self.validation, batch_size=self.eval_batch_size, device=self.device)
+        """Validation metrics per task (of the averaged weights when `ema_decay` is set); keeps the best weights and
+        counts evaluations without improvement."""
+        with self._averaged_weights():
+            metrics = evaluate_splits(self.model, self.validation, batch_size=self.eval_batch_size, device=self.device)
         self.eval_value = value = selection_value(metrics, self.config.early_stopping_metric, self.kinds)
         if self.best_value is None or value > self.best_value:
             self.best_step, self.best_value, self.bad_evals = self.global_step, value, 0
-            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+            evaluated = self.model.state_dict() if self.ema is None else self.ema
+            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in evaluated.items()}
         else:
             self.bad_evals += 1
             patience = self.config.early_stopping_patience
@@ -716,6 +761,8 @@ class TrainingRun:
         self._seconds, self._clock = self.seconds, None  # the clock stops
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
+        elif self.ema is not None:  # no evaluation chose a step: the average at the end is the model
+            self.model.load_state_dict(self.ema)
         if self.policy.kind == "lora":
             merge_lora_adapters(lora_target(self.model))
             self.total_params = count_parameters(self.model)[1]

@@ -21,7 +21,15 @@ from safetensors.torch import load_file
 from mtl_model.callbacks import TrainerCallback
 from mtl_model.config import TrainConfig
 from mtl_model.evaluate import evaluate_task
-from mtl_model.train import STATE_KEYS, TaskSampler, TrainingRun, selection_value, train_multitask
+from mtl_model.train import (
+    STATE_KEYS,
+    TaskSampler,
+    TrainingRun,
+    ema_decay_at,
+    selection_value,
+    train_multitask,
+    update_ema,
+)
 from tests.conftest import REPO_ROOT, SAMPLE_DIR
 from tests.helpers import one_batch_split, splits, tiny_model
 
@@ -160,11 +168,12 @@ def _advance(run: TrainingRun, steps: int) -> None:
             run.evaluate()
 
 
-def test_state_dict_and_load_state_dict_resume_bitwise(tiny_backbone):
+@pytest.mark.parametrize("ema_decay", [None, 0.9])
+def test_state_dict_and_load_state_dict_resume_bitwise(tiny_backbone, ema_decay):
     """The checkpoint and the resume are two matching methods: the same keys, and the same next steps."""
     import io
 
-    config = TrainConfig(max_steps=6, batch_size=4, eval_every=2, loss_weighting="uncertainty")
+    config = TrainConfig(max_steps=6, batch_size=4, eval_every=2, loss_weighting="uncertainty", ema_decay=ema_decay)
     validation = {"topic": one_batch_split(seed=9, rows=16)}
     straight = TrainingRun(config, device="cpu")
     straight.setup(tiny_model(tiny_backbone), splits(), validation_splits=validation)
@@ -189,6 +198,60 @@ def test_state_dict_and_load_state_dict_resume_bitwise(tiny_backbone):
     assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
     with pytest.raises(ValueError, match=r"missing \['bad_evals'\], unexpected \['fingerprint'\]"):
         resumed.load_state_dict({**{k: v for k, v in state.items() if k != "bad_evals"}, "fingerprint": "x"})
+
+
+def test_ema_decay_warms_up_then_holds():
+    assert ema_decay_at(0.999, 1) == pytest.approx(2 / 11)  # early on the average follows the weights
+    assert ema_decay_at(0.999, 90) == pytest.approx(91 / 100)
+    assert ema_decay_at(0.999, 100_000) == 0.999
+
+
+def test_update_ema_moves_floats_toward_the_weights_and_copies_integer_buffers():
+    module = torch.nn.BatchNorm1d(2)  # weight, bias, running stats (float) and num_batches_tracked (int)
+    with torch.no_grad():
+        module.weight.fill_(1.0)
+    module.num_batches_tracked.fill_(7)
+    average = {name: torch.zeros_like(value) for name, value in module.state_dict().items()}
+    update_ema(average, module, decay=0.75)
+    assert average["weight"].tolist() == [0.25, 0.25]  # 0.75 · 0 + 0.25 · 1
+    assert average["running_var"].tolist() == [0.25, 0.25]
+    assert average["num_batches_tracked"].item() == 7
+    assert module.weight.tolist() == [1.0, 1.0]  # the model is left alone
+
+
+def test_ema_weights_are_the_ones_evaluated_selected_and_saved(tiny_backbone):
+    """With `ema_decay`, evaluation sees the average, training goes on from the raw weights, and the kept model is
+    the average at the best step."""
+    seen: dict[int, dict] = {}
+
+    class Snapshot(TrainerCallback):
+        def on_evaluate(self, run, step, metrics):
+            raw = run.model.state_dict()
+            seen[step] = {
+                "ema": {k: v.clone() for k, v in run.ema.items()},
+                "raw_restored": all(torch.equal(raw[k], v) for k, v in before[step].items()),
+                "metrics": metrics,
+            }
+
+    before: dict[int, dict] = {}
+
+    class Before(TrainerCallback):
+        def on_step_end(self, run, step, total, loss):
+            before[step] = {k: v.clone() for k, v in run.model.state_dict().items()}
+
+    config = TrainConfig(max_steps=4, batch_size=4, eval_every=2, ema_decay=0.99, learning_rate=1e-2)
+    validation = {"topic": one_batch_split(seed=9, rows=16)}
+    model = tiny_model(tiny_backbone)
+    result = train_multitask(
+        model, splits(), config, device="cpu", validation_splits=validation, callbacks=[Before(), Snapshot()]
+    )
+    assert sorted(seen) == [2, 4] and all(snap["raw_restored"] for snap in seen.values())
+    best = seen[result.best_step]["ema"]
+    assert any(not torch.equal(best[k], before[result.best_step][k]) for k in best)  # the average is not the raw
+    kept = model.state_dict()
+    assert all(torch.equal(kept[k], best[k]) for k in best)
+    again = evaluate_task(model, validation["topic"], "topic", batch_size=16, device="cpu")
+    assert again["accuracy"] == seen[result.best_step]["metrics"]["topic"]["accuracy"]
 
 
 def test_progress_bar_routes_logging_through_tqdm_and_restores_it(tiny_backbone):

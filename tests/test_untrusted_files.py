@@ -125,7 +125,7 @@ def test_unusable_checkpoints_are_skipped_with_their_reasons_and_an_older_valid_
     assert ignored(caplog) == [
         f"ignoring checkpoint {evil}: not a plain-tensor checkpoint (refused to unpickle os.makedirs)",
         f"ignoring checkpoint {folder / 'step-00000006.pt'}: not a training checkpoint: missing "
-        "['bad_evals', 'best_state', 'optimizer', 'result', 'rng_cuda', 'rng_numpy', 'rng_torch', 'sampler', "
+        "['bad_evals', 'best_state', 'ema', 'optimizer', 'result', 'rng_cuda', 'rng_numpy', 'rng_torch', 'sampler', "
         "'scaler', 'scheduler', 'streams', 'uncertainty'], unexpected []",
         f"ignoring checkpoint {folder / 'step-00000005.pt'}: written by a different config or data",
         f"ignoring checkpoint {step4}: unreadable (not a complete torch.save archive: truncated, or another format)",
