@@ -135,6 +135,13 @@ class TaskSpec(StrictModel):
     accuracy. The validation split is smaller (SST-2 at 0.1: 547 sentences); training loses the same share."""
     loss_weight: float = Field(1.0, gt=0.0)
     """Weight of this task's loss in the summed multi-task loss."""
+    document_context_words: int = Field(0, ge=0)
+    """Token tasks in CoNLL files with `-DOCSTART-` lines: feed the encoder up to this many words of the same
+    document's neighbouring sentences on each side of every sentence, as context only (no labels, no loss, not
+    scored); nearest words first, only as many as fit in `tokenize.max_seq_length` beside the sentence's own
+    tokens, which are never cut for context. Applies to every split, test included, as BERT's CoNLL-2003 recipe
+    does; a sentence given to `predict` alone has none. Costs encoder time in proportion to the longer rows.
+    0: each sentence alone."""
 
     @field_validator("name")
     @classmethod
@@ -159,6 +166,11 @@ class TaskSpec(StrictModel):
             raise ValueError(
                 f"task {self.name!r}: validation_whole_texts shapes the split that validation_from_train carves; "
                 "set validation_from_train > 0 (e.g. 0.1) or drop validation_whole_texts"
+            )
+        if self.document_context_words > 0 and (self.kind != "token" or self.format != "conll"):
+            raise ValueError(
+                f"task {self.name!r}: document_context_words needs documents, which only `conll` files of a "
+                f"`token` task mark (-DOCSTART- lines); this task is kind {self.kind!r}, format {self.format!r}"
             )
         sentence_formats = {"ag_news", "glue_tsv", "csv", "jsonl", "parquet", "hf"}
         token_formats = {"conll", "jsonl", "parquet", "hf"}

@@ -75,6 +75,8 @@ class SplitStats(StrictModel):
     """Words of token tasks that lost their tokens to truncation (scored as predicted `O`)."""
     words_without_tokens: int
     """Words the tokenizer produced no token for (e.g. stray control characters)."""
+    context_words: int = 0
+    """Words of neighbouring sentences fed as unlabelled context, summed over rows (`document_context_words`)."""
 
 
 class TaskLabels(StrictModel):

@@ -56,6 +56,13 @@ class TokenExample:
     label: str | None = None
     lines: list[int] | None = field(default=None, compare=False, repr=False)
     """The file line of each word, where the format has one word per line (CoNLL), for problems about one tag."""
+    document: int | None = field(default=None, compare=False, repr=False)
+    """Which document of its file the sentence belongs to (CoNLL files with `-DOCSTART-` lines count them from
+    1); None where the file marks no documents. Only `TaskSpec.document_context_words` uses it."""
+    context_before: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    """Words of the preceding sentences of the same document, nearest last: encoder input only, never labelled."""
+    context_after: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    """Words of the following sentences of the same document, nearest first: encoder input only, never labelled."""
 
 
 @dataclass
@@ -197,6 +204,7 @@ def read_conll(
     tags: list[str] = []
     lines: list[int] = []
     sentence_problems: list[Problem] = []
+    document: int | None = None
 
     def flush() -> None:
         nonlocal tokens, tags, lines, sentence_problems
@@ -213,7 +221,9 @@ def read_conll(
                 result.problems.extend(sentence_problems)
                 result.rows_rejected += 1
             else:
-                result.examples.append(TokenExample(f"{path.name}:{lines[0]}", tokens, final_tags, lines=lines))
+                result.examples.append(
+                    TokenExample(f"{path.name}:{lines[0]}", tokens, final_tags, lines=lines, document=document)
+                )
         tokens, tags, lines, sentence_problems = [], [], [], []
 
     for number, line in _decoded_lines(path, result):
@@ -227,6 +237,7 @@ def read_conll(
         if columns[0] == "-DOCSTART-":
             flush()
             result.notes["docstart_lines"] += 1
+            document = (document or 0) + 1
             continue
         if expected_columns is None:
             expected_columns = len(columns)

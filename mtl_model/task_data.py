@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mtl_model.config import SplitSpec, TaskSpec
@@ -147,6 +147,34 @@ def carve_whole_texts(examples: list, fraction: float, seed: int) -> tuple[list,
         removed.update(row for span in spans for row in rows_of.get(span, ()))
     train = [example for index, example in enumerate(examples) if index not in removed]
     return train, [examples[index] for index in sorted(validation)]
+
+
+def attach_document_context(examples: list[TokenExample], words: int) -> list[TokenExample]:
+    """Give each sentence up to `words` words of its document's neighbouring sentences on each side, in file order.
+
+    Why: a name's type is often clear only from another sentence of the same article ("Leicestershire" the county
+    cricket club vs the place); BERT's CoNLL-2003 results use document context. Sentences of different documents,
+    or of a file that marks none (`document` None), never share context.
+    """
+    with_context: list[TokenExample] = []
+    for index, example in enumerate(examples):
+        if example.document is None or words == 0:
+            with_context.append(example)
+            continue
+        before: list[str] = []
+        cursor = index - 1
+        while len(before) < words and cursor >= 0 and examples[cursor].document == example.document:
+            before = examples[cursor].tokens + before
+            cursor -= 1
+        after: list[str] = []
+        cursor = index + 1
+        while len(after) < words and cursor < len(examples) and examples[cursor].document == example.document:
+            after = after + examples[cursor].tokens
+            cursor += 1
+        with_context.append(
+            replace(example, context_before=tuple(before[-words:]), context_after=tuple(after[:words]))
+        )
+    return with_context
 
 
 def _plain_text(example: TextExample | TokenExample) -> str:
@@ -298,6 +326,9 @@ def load_task_data(spec: TaskSpec, paths: dict[str, Path | str], *, on_invalid: 
             [Problem(results[train_key].path, "", f"task {spec.name!r} needs at least 2 labels, found {labels}")]
         )
 
+    if spec.document_context_words > 0:  # before any split or carve: context follows the file's order
+        for result in results.values():
+            result.examples = attach_document_context(result.examples, spec.document_context_words)
     if "all" in results:
         splits = stratified_split(results["all"].examples, spec.split)
     else:

@@ -51,6 +51,7 @@ class EncodeStats:
     truncated: int = 0
     words_cut_by_truncation: int = 0
     words_without_tokens: int = 0
+    context_words: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -64,6 +65,52 @@ def _first_chunks(encoding, batch_size: int) -> list[int]:
         if first[sample] == -1:
             first[sample] = chunk
     return first
+
+
+def _subword_counts(tokenizer, words: Sequence[str], cache: dict[str, int]) -> dict[str, int]:
+    """Tokens per word as the tokenizer splits pre-split words (`is_split_into_words`), memoised in `cache`."""
+    unseen = sorted({word for word in words if word not in cache})
+    if unseen:
+        encoding = tokenizer([[word] for word in unseen], is_split_into_words=True, add_special_tokens=False)
+        cache.update((word, len(ids)) for word, ids in zip(unseen, encoding["input_ids"]))
+    return cache
+
+
+def fit_context(
+    before: Sequence[str], after: Sequence[str], budget: int, counts: dict[str, int]
+) -> tuple[list[str], list[str]]:
+    """The context words that fit in `budget` tokens: nearest first, one from each side in turn, no gaps."""
+    taken_before = taken_after = 0
+    grew = True
+    while grew:
+        grew = False
+        if taken_before < len(before) and counts[before[-1 - taken_before]] <= budget:
+            budget -= counts[before[-1 - taken_before]]
+            taken_before += 1
+            grew = True
+        if taken_after < len(after) and counts[after[taken_after]] <= budget:
+            budget -= counts[after[taken_after]]
+            taken_after += 1
+            grew = True
+    return list(before[len(before) - taken_before :]), list(after[:taken_after])
+
+
+def _encoder_words(
+    tokenizer, example: TokenExample, max_seq_length: int, cache: dict[str, int]
+) -> tuple[list[str], int]:
+    """The words the encoder reads for a sentence (its document context fitted around it) and where it starts."""
+    if not (example.context_before or example.context_after):
+        return list(example.tokens), 0
+    counts = _subword_counts(tokenizer, [*example.context_before, *example.tokens, *example.context_after], cache)
+    budget = max_seq_length - tokenizer.num_special_tokens_to_add(pair=False)
+    budget -= sum(counts[word] for word in example.tokens)
+    before, after = fit_context(example.context_before, example.context_after, budget, counts)
+    return [*before, *example.tokens, *after], len(before)
+
+
+def _sentence_word_ids(word_ids: Sequence[int | None], start: int, length: int) -> list[int | None]:
+    """Encoder word ids → the sentence's own word ids (0-based); context words and special tokens → None."""
+    return [None if word is None or not start <= word < start + length else word - start for word in word_ids]
 
 
 def encode_examples(
@@ -88,9 +135,14 @@ def encode_examples(
         columns.update(word_index=[], word_labels=[], casing_ids=[])
     if kind == "joint":
         columns["sentence_labels"] = []
+    counts: dict[str, int] = {}
     for start in range(0, len(examples), _BATCH):
         batch = examples[start : start + _BATCH]
-        inputs = [example.tokens for example in batch] if words else [example.text for example in batch]
+        if words:
+            placed = [_encoder_words(tokenizer, example, max_seq_length, counts) for example in batch]
+            inputs = [encoder_words for encoder_words, _ in placed]
+        else:
+            inputs = [example.text for example in batch]
         encoding = tokenizer(
             inputs,
             is_split_into_words=words,
@@ -112,12 +164,15 @@ def encode_examples(
             if kind == "joint":
                 columns["sentence_labels"].append(label_to_id[example.label])
             word_label_ids = [tag_to_id[tag] for tag in example.tags]
-            word_ids = encoding.word_ids(chunk)
+            encoder_word_ids = encoding.word_ids(chunk)
+            first_word = placed[sample][1]
+            stats.context_words += len(inputs[sample]) - len(example.tokens)
+            word_ids = _sentence_word_ids(encoder_word_ids, first_word, len(example.tokens))
             token_labels, word_index = align_labels_to_subwords(word_ids, word_label_ids)
             columns["labels"].append(token_labels)
             columns["word_index"].append(word_index)
             columns["word_labels"].append(word_label_ids)
-            columns["casing_ids"].append(words_casing_ids(example.tokens, word_ids))
+            columns["casing_ids"].append(words_casing_ids(inputs[sample], encoder_word_ids))  # context words too
             present = {w for w in word_ids if w is not None}
             if present:
                 stats.words_cut_by_truncation += len(example.tokens) - 1 - max(present)

@@ -85,12 +85,13 @@ def tokenize(
     logger = get_run_logger()
     for split, stats in encoded.stats.items():
         logger.info(
-            "%s/%s: %d rows, %d truncated to %d tokens",
+            "%s/%s: %d rows, %d truncated to %d tokens, %d words of document context",
             task.name,
             split,
             stats.rows,
             stats.truncated,
             config.max_seq_length,
+            stats.context_words,
         )
     return encoded
 

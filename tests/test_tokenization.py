@@ -70,7 +70,13 @@ def test_encode_counts_truncation_and_pads_to_fixed_width(tmp_path, minilm_token
         TokenExample("a:3", ["Paris"], ["B-LOC"]),
     ]
     table, stats = encode_examples(minilm_tokenizer, examples, kind="token", labels=NER_LABELS, max_seq_length=8)
-    assert stats.as_dict() == {"rows": 2, "truncated": 1, "words_cut_by_truncation": 2, "words_without_tokens": 0}
+    assert stats.as_dict() == {
+        "rows": 2,
+        "truncated": 1,
+        "words_cut_by_truncation": 2,
+        "words_without_tokens": 0,
+        "context_words": 0,
+    }
     assert table.column("input_ids").to_pylist()[0].__len__() == 8
     assert table.column("word_labels").to_pylist() == [[3, 4, 0, 1], [1]]
     encoded = tmp_path / "enc.parquet"
