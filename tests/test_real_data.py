@@ -36,6 +36,14 @@ def test_conll2003_entity_counts(shared_data):
     assert result.problems == []
 
 
+@pytest.mark.parametrize(("path", "documents"), [("train.txt", 946), ("dev.txt", 216), ("test.txt", 231)])
+def test_conll2003_documents_match_the_published_counts(shared_data, path, documents):
+    """The document numbers `document_context_words` relies on: every sentence in one, as many as -DOCSTART- lines."""
+    examples = read_conll(shared_data / "conll2003" / path).examples
+    assert {example.document for example in examples} == set(range(1, documents + 1))
+    assert all(a.document <= b.document for a, b in zip(examples, examples[1:]))  # in file order
+
+
 def test_wnut17_dev_quirks_are_counted(shared_data):
     strict = read_conll(shared_data / "wnut17/emerging.dev.conll")
     assert dict(strict.notes) == {"bom_stripped_from_tokens": 1, "bom_only_lines_treated_as_blank": 1}
