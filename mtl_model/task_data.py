@@ -158,7 +158,7 @@ def attach_document_context(examples: list[TokenExample], words: int) -> list[To
     """
     with_context: list[TokenExample] = []
     for index, example in enumerate(examples):
-        if example.document is None or words == 0:
+        if example.document is None:
             with_context.append(example)
             continue
         before: list[str] = []

@@ -33,6 +33,14 @@ def prefect_harness():
 
 
 @pytest.fixture(scope="session")
+def minilm_tokenizer():
+    """The bundled all-MiniLM-L6-v2 fast tokenizer, loaded once for every test that tokenizes real words."""
+    from mtl_model.backbone import load_tokenizer
+
+    return load_tokenizer("bundled:all-MiniLM-L6-v2")
+
+
+@pytest.fixture(scope="session")
 def tiny_backbone(tmp_path_factory) -> Path:
     """A 2-layer, 32-wide BERT with random weights and a WordPiece vocabulary built from the sample data."""
     return build_tiny_backbone(tmp_path_factory.mktemp("tiny-bert"), SAMPLE_DIR)

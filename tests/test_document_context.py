@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from mtl_model.backbone import load_tokenizer
 from mtl_model.casing import word_shape, words_casing_ids
 from mtl_model.config import TaskSpec
 from mtl_model.readers import TokenExample, read_conll
@@ -28,11 +27,6 @@ won VBD O
 Paris NNP B-LOC
 rains VBZ O
 """
-
-
-@pytest.fixture(scope="module")
-def minilm_tokenizer():
-    return load_tokenizer("bundled:all-MiniLM-L6-v2")
 
 
 def _sentence(row_id: str, words: str, document: int | None) -> TokenExample:

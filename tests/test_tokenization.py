@@ -6,9 +6,7 @@ import json
 
 import numpy as np
 import pyarrow.parquet as pq
-import pytest
 
-from mtl_model.backbone import load_tokenizer
 from mtl_model.readers import TextExample, TokenExample
 from mtl_model.tokenization import (
     IGNORE_INDEX,
@@ -20,11 +18,6 @@ from mtl_model.tokenization import (
 )
 
 NER_LABELS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
-
-
-@pytest.fixture(scope="module")
-def minilm_tokenizer():
-    return load_tokenizer("bundled:all-MiniLM-L6-v2")
 
 
 def test_alignment_rule_on_a_hand_written_sentence(minilm_tokenizer):
