@@ -9,6 +9,7 @@ from pathlib import Path
 from mtl_model.config import SplitSpec, TaskSpec
 from mtl_model.errors import DataValidationError, Problem
 from mtl_model.readers import (
+    LabelSpace,
     ReadResult,
     TextExample,
     TokenExample,
@@ -227,17 +228,75 @@ def load_task_data(spec: TaskSpec, paths: dict[str, Path | str], *, on_invalid: 
     results = {
         split: read_task_file(spec, path, "train" if split == "all" else split) for split, path in paths.items()
     }
-    missing_labels = [r for r in results.values() if not r.labelled]
     problems = [p for r in results.values() for p in r.problems]
     problems += [
-        Problem(r.path, "", "file has no label column; every split of a task must be labelled") for r in missing_labels
+        Problem(r.path, "", "file has no label column; every split of a task must be labelled")
+        for r in results.values()
+        if not r.labelled
     ]
+    rules = _label_rules(spec, results, paths)
+    for split, result in results.items():
+        problems.extend(_drop_invalid_labels(result, rules, split))
+        result.problems = [p for p in problems if p.path == result.path]
 
+    if problems and on_invalid == "fail":
+        raise DataValidationError(problems)
+    if len(rules.labels) < 2:
+        train_path = results[rules.train_key].path
+        raise DataValidationError(
+            [Problem(train_path, "", f"task {spec.name!r} needs at least 2 labels, found {rules.labels}")]
+        )
+    return TaskData(
+        spec=spec,
+        splits=_task_splits(spec, results),
+        labels=rules.labels,
+        reports=[r.summary() for r in results.values()],
+        tag_labels=rules.tag_labels,
+    )
+
+
+@dataclass
+class _LabelRules:
+    """What a task's labels may be: the label sets (head order) and, when the config declares none, what the
+    training split shows to be too rare to be a class (a typo). See `load_task_data`."""
+
+    spec: TaskSpec
+    train_key: str  # "all" (one file, split later) or "train"
+    labels: list[str]  # sentence labels, or tags of a token task
+    tag_labels: list[str] | None  # tags of a joint task
+    spaces: dict[str, LabelSpace | None]  # each split's format label space, where that rule applies
+    rare_labels: dict[str, int]  # label -> training examples, when fewer than min_label_count
+    rare_types: dict[str, int]  # entity type -> training sentences, when fewer than min_label_count
+
+    @property
+    def allowed_labels(self) -> set[str]:
+        return set() if self.spec.kind == "token" else set(self.labels)
+
+    @property
+    def allowed_tags(self) -> set[str]:
+        return set(self.labels) if self.spec.kind == "token" else set(self.tag_labels or [])
+
+    def rare_label(self, label: str) -> str:
+        return (
+            f"label {label!r} is in only {self.rare_labels[label]} training example(s), fewer than min_label_count "
+            f"{self.spec.min_label_count}: a typo? If it is a real class, declare the task's labels with `labels:` "
+            "in the config"
+        )
+
+    def rare_tag(self, tag: str) -> str:
+        kind, tags_field = tag[2:], "tag_labels" if self.spec.kind == "joint" else "labels"
+        return (
+            f"tag {tag!r}: entity type {kind!r} is in only {self.rare_types[kind]} training sentence(s), fewer than "
+            f"min_label_count {self.spec.min_label_count}: a typo? If it is a real type, declare the task's tags "
+            f"with `{tags_field}:` in the config"
+        )
+
+
+def _label_rules(spec: TaskSpec, results: dict[str, ReadResult], paths: dict[str, Path | str]) -> _LabelRules:
+    """The label sets and the too-rare labels, counted on the training examples whose labels fit the format."""
     train_key = "all" if "all" in results else "train"
     sentence_rule = spec.kind != "token" and spec.labels is None
-    tags_declared = spec.tag_labels if spec.kind == "joint" else spec.labels
-    tag_rule = spec.kind != "sentence" and tags_declared is None
-    tags_field = "tag_labels" if spec.kind == "joint" else "labels"
+    tag_rule = spec.kind != "sentence" and (spec.tag_labels if spec.kind == "joint" else spec.labels) is None
     spaces = {split: format_label_space(spec.format, paths[split]) if sentence_rule else None for split in results}
     train_space = spaces[train_key]
     train = [
@@ -253,89 +312,73 @@ def load_task_data(spec: TaskSpec, paths: dict[str, Path | str], *, on_invalid: 
         rare_labels = {label: n for label, n in label_counts.items() if n < minimum}
     rare_types = {kind: n for kind, n in type_counts.items() if n < minimum} if tag_rule else {}
 
-    labels = _tag_set(spec.labels, train) if spec.kind == "token" else _label_set(spec.labels, train)
-    tag_labels = _tag_set(spec.tag_labels, train) if spec.kind == "joint" else None
+    def common(tags: list[str]) -> list[str]:
+        return [tag for tag in tags if tag == "O" or tag[2:] not in rare_types]
+
     if spec.kind == "token":
-        labels = [tag for tag in labels if tag == "O" or tag[2:] not in rare_types]
+        labels = common(_tag_set(spec.labels, train))
     else:
-        labels = [label for label in labels if label not in rare_labels]
-    if tag_labels is not None:
-        tag_labels = [tag for tag in tag_labels if tag == "O" or tag[2:] not in rare_types]
-    allowed_labels = set() if spec.kind == "token" else set(labels)
-    allowed_tags = set(labels) if spec.kind == "token" else set(tag_labels or [])
+        labels = [label for label in _label_set(spec.labels, train) if label not in rare_labels]
+    tag_labels = common(_tag_set(spec.tag_labels, train)) if spec.kind == "joint" else None
+    return _LabelRules(spec, train_key, labels, tag_labels, spaces, rare_labels, rare_types)
 
-    def rare_label(label: str) -> str:
-        return (
-            f"label {label!r} is in only {rare_labels[label]} training example(s), fewer than min_label_count "
-            f"{minimum}: a typo? If it is a real class, declare the task's labels with `labels:` in the config"
-        )
 
-    def rare_tag(tag: str) -> str:
-        kind = tag[2:]
-        return (
-            f"tag {tag!r}: entity type {kind!r} is in only {rare_types[kind]} training sentence(s), fewer than "
-            f"min_label_count {minimum}: a typo? If it is a real type, declare the task's tags with "
-            f"`{tags_field}:` in the config"
-        )
+def _drop_invalid_labels(result: ReadResult, rules: _LabelRules, split: str) -> list[Problem]:
+    """Drop (and count as rejected) each example of one file that has a label problem; return the problems."""
+    problems: list[Problem] = []
+    kept = []
+    for example in result.examples:
+        found = _label_problems(example, _where(example, result), rules, split)
+        if found:
+            problems.extend(Problem(result.path, location, message) for location, message in found)
+            result.rows_rejected += 1
+        else:
+            kept.append(example)
+    result.examples = kept
+    return problems
 
-    for split, result in results.items():
-        space, in_train = spaces[split], split == train_key
-        kept = []
-        for example in result.examples:
-            where = _where(example, result)
-            found: list[tuple[str, str]] = []  # (location, message)
-            flagged: set[str] = set()
-            for label in _sentence_labels(example):
-                if space is not None and label not in space.labels:
-                    found.append((where, space.problem(label)))
-                    flagged.add(label)
-                elif in_train and label in rare_labels:
-                    found.append((where, rare_label(label)))
-                    flagged.add(label)
-            tags = _tags(example)
-            for index, tag in enumerate(tags):
-                if not in_train or tag == "O" or tag[2:] not in rare_types:
-                    continue
-                flagged.add(tag)
-                if tag.startswith("B-") or index == 0 or tags[index - 1][2:] != tag[2:]:  # each entity once
-                    if example.lines is not None:
-                        found.append((f"line {example.lines[index]}", rare_tag(tag)))
-                    else:
-                        found.append((where, f"word {index + 1}: {rare_tag(tag)}"))
-            unknown = sorted(
-                (
-                    {label for label in _sentence_labels(example) if label not in allowed_labels}
-                    | {tag for tag in tags if tag not in allowed_tags}
-                )
-                - flagged
-            )
-            if unknown:
-                found.append((where, f"label(s) {unknown} not in the label set {labels + (tag_labels or [])}"))
-            if found:
-                problems.extend(Problem(result.path, location, message) for location, message in found)
-                result.rows_rejected += 1
+
+def _label_problems(
+    example: TextExample | TokenExample, where: str, rules: _LabelRules, split: str
+) -> list[tuple[str, str]]:
+    """(location, message) for each label problem of one example; each label or tag is reported once."""
+    space, in_train = rules.spaces[split], split == rules.train_key
+    found: list[tuple[str, str]] = []
+    flagged: set[str] = set()
+    for label in _sentence_labels(example):
+        if space is not None and label not in space.labels:
+            found.append((where, space.problem(label)))
+            flagged.add(label)
+        elif in_train and label in rules.rare_labels:
+            found.append((where, rules.rare_label(label)))
+            flagged.add(label)
+    tags = _tags(example)
+    for index, tag in enumerate(tags):
+        if not in_train or tag == "O" or tag[2:] not in rules.rare_types:
+            continue
+        flagged.add(tag)
+        if tag.startswith("B-") or index == 0 or tags[index - 1][2:] != tag[2:]:  # each entity once
+            if example.lines is not None:
+                found.append((f"line {example.lines[index]}", rules.rare_tag(tag)))
             else:
-                kept.append(example)
-        result.examples = kept
-        result.problems = [p for p in problems if p.path == result.path]
+                found.append((where, f"word {index + 1}: {rules.rare_tag(tag)}"))
+    unknown = {label for label in _sentence_labels(example) if label not in rules.allowed_labels}
+    unknown |= {tag for tag in tags if tag not in rules.allowed_tags}
+    if unknown - flagged:
+        label_set = rules.labels + (rules.tag_labels or [])
+        found.append((where, f"label(s) {sorted(unknown - flagged)} not in the label set {label_set}"))
+    return found
 
-    if problems and on_invalid == "fail":
-        raise DataValidationError(problems)
-    if len(labels) < 2:
-        raise DataValidationError(
-            [Problem(results[train_key].path, "", f"task {spec.name!r} needs at least 2 labels, found {labels}")]
-        )
 
+def _task_splits(spec: TaskSpec, results: dict[str, ReadResult]) -> dict[str, list]:
+    """Validated examples by split: one file split, or a validation split carved from training, as configured."""
     if spec.document_context_words > 0:  # before any split or carve: context follows the file's order
         for result in results.values():
             result.examples = attach_document_context(result.examples, spec.document_context_words)
     if "all" in results:
-        splits = stratified_split(results["all"].examples, spec.split)
-    else:
-        splits = {split: result.examples for split, result in results.items()}
-        if spec.validation_from_train > 0:
-            carve = carve_whole_texts if spec.validation_whole_texts else carve_validation
-            splits["train"], splits["validation"] = carve(splits["train"], spec.validation_from_train, spec.split.seed)
-    return TaskData(
-        spec=spec, splits=splits, labels=labels, reports=[r.summary() for r in results.values()], tag_labels=tag_labels
-    )
+        return stratified_split(results["all"].examples, spec.split)
+    splits = {split: result.examples for split, result in results.items()}
+    if spec.validation_from_train > 0:
+        carve = carve_whole_texts if spec.validation_whole_texts else carve_validation
+        splits["train"], splits["validation"] = carve(splits["train"], spec.validation_from_train, spec.split.seed)
+    return splits
