@@ -130,10 +130,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], help="extra `section.field=value` for every run")
     parser.add_argument("--table-only", action="store_true")
     parser.add_argument("--multi-only", action="store_true", help="the multi-task runs only (an ablation's row)")
+    parser.add_argument(
+        "--single-tasks",
+        default=None,
+        help="comma-separated: only these tasks' single-task runs (default: every task)",
+    )
     args = parser.parse_args(argv)
     args.data_dir = str(Path(args.data_dir).resolve())
     config = yaml.safe_load(Path(args.config).read_text())
     tasks = [task["name"] for task in config["tasks"]]
+    singles = tasks if args.single_tasks is None else args.single_tasks.split(",")
+    if unknown := sorted(set(singles) - set(tasks)):
+        parser.error(f"--single-tasks: {unknown} not among the config's tasks {tasks}")
     batch_size = int(config.get("train", {}).get("batch_size", 16))
     seeds = [int(seed) for seed in args.seeds.split(",")]
     common = [item for value in args.set for item in ("--set", value)]
@@ -144,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     # A single-task run selects its step on its own metric: a recipe may select on a task (`wnut17.f1`) it drops.
     selection = ["--set", "train.early_stopping_metric=mean"]
     for seed, multi in {} if args.multi_only else multis.items():
-        steps = {task: single_task_steps(multi, task, batch_size) for task in tasks if len(tasks) > 1}
+        steps = {task: single_task_steps(multi, task, batch_size) for task in singles if len(tasks) > 1}
         for task in sorted(steps, key=steps.get):  # shortest first: a session cut off lands the most rows
             extra = [*seeded[seed], "--tasks", task, "--set", f"train.max_steps={steps[task]}", *selection]
             run(run_name("single", seed, task), args, extra)

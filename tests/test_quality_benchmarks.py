@@ -71,3 +71,20 @@ def test_a_run_reports_its_own_peak_rss_not_the_parents(tmp_path):
     assert 80 * 2**20 < stats.peak_rss_bytes < 150 * 2**20
     assert stats.seconds > 0
     assert (tmp_path / "log").read_text() == "err"
+
+
+def test_single_tasks_picks_which_single_task_runs_follow(tmp_path, monkeypatch, capsys):
+    import benchmarks.quality_runs as quality_runs
+
+    config = tmp_path / "c.yaml"
+    config.write_text("tasks: [{name: topic}, {name: sentiment}, {name: ner}]\ntrain: {batch_size: 32}\n")
+    multi = {"training": {"examples_per_task": {"topic": 640, "sentiment": 3200, "ner": 960}}}
+    ran: list[tuple[str, list[str]]] = []
+    monkeypatch.setattr(quality_runs, "run", lambda name, args, extra: ran.append((name, extra)) or multi)
+    common = ["--config", str(config), "--results", str(tmp_path), "--seeds", "2"]
+    assert quality_runs.main([*common, "--single-tasks", "sentiment,ner"]) == 0
+    assert [name for name, _ in ran] == ["multi-seed2", "single-ner-seed2", "single-sentiment-seed2"]  # shortest first
+    assert ran[2][1][-5:-2] == ["sentiment", "--set", "train.max_steps=100"]
+    with pytest.raises(SystemExit):
+        quality_runs.main([*common, "--single-tasks", "sentimnt"])
+    assert "['sentimnt'] not among the config's tasks ['topic', 'sentiment', 'ner']" in capsys.readouterr().err
