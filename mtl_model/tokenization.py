@@ -164,31 +164,47 @@ def encode_examples(
             if kind == "joint":
                 columns["sentence_labels"].append(label_to_id[example.label])
             word_label_ids = [tag_to_id[tag] for tag in example.tags]
-            encoder_word_ids = encoding.word_ids(chunk)
-            first_word = placed[sample][1]
-            stats.context_words += len(inputs[sample]) - len(example.tokens)
-            word_ids = _sentence_word_ids(encoder_word_ids, first_word, len(example.tokens))
-            token_labels, word_index = align_labels_to_subwords(word_ids, word_label_ids)
-            columns["labels"].append(token_labels)
-            columns["word_index"].append(word_index)
-            columns["word_labels"].append(word_label_ids)
-            columns["casing_ids"].append(words_casing_ids(inputs[sample], encoder_word_ids))  # context words too
-            present = {w for w in word_ids if w is not None}
-            if present:
-                stats.words_cut_by_truncation += len(example.tokens) - 1 - max(present)
-            stats.words_without_tokens += sum(1 for w in range(max(present, default=-1) + 1) if w not in present)
-    types = {
-        "row_id": pa.string(),
-        "text": pa.string(),  # as read (token tasks: words joined by spaces), for predictions and error analysis
-        "input_ids": pa.list_(pa.int32()),
-        "labels": pa.int64() if kind == "sentence" else pa.list_(pa.int64()),
-        "word_index": pa.list_(pa.int32()),
-        "word_labels": pa.list_(pa.int64()),
-        "casing_ids": pa.list_(pa.int8()),  # word shape per token (`mtl_model.casing`), for `model.casing_dim`
-        "sentence_labels": pa.int64(),
-    }
+            _append_word_row(
+                columns, stats, example, word_label_ids, inputs[sample], placed[sample][1], encoding.word_ids(chunk)
+            )
+    types = {**_ENCODED_TYPES, "labels": pa.int64() if kind == "sentence" else pa.list_(pa.int64())}
     table = pa.table({name: pa.array(values, type=types[name]) for name, values in columns.items()})
     return table, stats
+
+
+_ENCODED_TYPES = {
+    "row_id": pa.string(),
+    "text": pa.string(),  # as read (token tasks: words joined by spaces), for predictions and error analysis
+    "input_ids": pa.list_(pa.int32()),
+    "word_index": pa.list_(pa.int32()),
+    "word_labels": pa.list_(pa.int64()),
+    "casing_ids": pa.list_(pa.int8()),  # word shape per token (`mtl_model.casing`), for `model.casing_dim`
+    "sentence_labels": pa.int64(),
+}  # "labels": per row (sentence tasks) or per token, set by `encode_examples`
+
+
+def _append_word_row(
+    columns: dict[str, list],
+    stats: EncodeStats,
+    example: TokenExample,
+    word_label_ids: list[int],
+    encoder_words: list[str],
+    first_word: int,
+    encoder_word_ids: list[int | None],
+) -> None:
+    """One token-task row's columns: sub-word labels of the sentence's own words (context words get none), the
+    word index back to words, casing ids for every encoder word; and what truncation cut, into `stats`."""
+    stats.context_words += len(encoder_words) - len(example.tokens)
+    word_ids = _sentence_word_ids(encoder_word_ids, first_word, len(example.tokens))
+    token_labels, word_index = align_labels_to_subwords(word_ids, word_label_ids)
+    columns["labels"].append(token_labels)
+    columns["word_index"].append(word_index)
+    columns["word_labels"].append(word_label_ids)
+    columns["casing_ids"].append(words_casing_ids(encoder_words, encoder_word_ids))  # context words too
+    present = {w for w in word_ids if w is not None}
+    if present:
+        stats.words_cut_by_truncation += len(example.tokens) - 1 - max(present)
+    stats.words_without_tokens += sum(1 for w in range(max(present, default=-1) + 1) if w not in present)
 
 
 def write_encoded(path: str | Path, table: pa.Table, metadata: dict) -> None:
