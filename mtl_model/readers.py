@@ -189,6 +189,21 @@ def bio_problems(tags: list[str]) -> list[tuple[int, str]]:
     return found
 
 
+@dataclass
+class _ConllSentence:
+    """The words of one CoNLL sentence as read so far, with their line numbers and the sentence's problems."""
+
+    tokens: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    def add(self, token: str, tag: str, line: int) -> None:
+        self.tokens.append(token)
+        self.tags.append(tag)
+        self.lines.append(line)
+
+
 def read_conll(
     path: str | Path, *, tag_column: int = -1, tag_scheme: str = "bio", invalid_bio: str = "error"
 ) -> ReadResult:
@@ -200,31 +215,13 @@ def read_conll(
     path = Path(path)
     result = ReadResult(str(path))
     expected_columns: int | None = None
-    tokens: list[str] = []
-    tags: list[str] = []
-    lines: list[int] = []
-    sentence_problems: list[Problem] = []
-    document: int | None = None
+    sentence = _ConllSentence()
+    document: int | None = None  # numbered from -DOCSTART- lines; None in files without them
 
     def flush() -> None:
-        nonlocal tokens, tags, lines, sentence_problems
-        if tokens or sentence_problems:
-            result.rows_read += 1
-            final_tags = iob1_to_bio(tags) if tag_scheme == "iob1" else tags
-            if invalid_bio == "repair" and all(_TAG_RE.match(tag) for tag in final_tags):
-                final_tags, changed = repair_bio(final_tags)
-                if changed:
-                    result.notes["bio_tags_repaired"] += changed
-            for index, message in bio_problems(final_tags):
-                sentence_problems.append(Problem(result.path, f"line {lines[index]}", message))
-            if sentence_problems:
-                result.problems.extend(sentence_problems)
-                result.rows_rejected += 1
-            else:
-                result.examples.append(
-                    TokenExample(f"{path.name}:{lines[0]}", tokens, final_tags, lines=lines, document=document)
-                )
-        tokens, tags, lines, sentence_problems = [], [], [], []
+        nonlocal sentence
+        _finish_conll_sentence(result, path.name, sentence, document, tag_scheme, invalid_bio)
+        sentence = _ConllSentence()
 
     for number, line in _decoded_lines(path, result):
         if line.strip() == BOM:
@@ -243,27 +240,53 @@ def read_conll(
             expected_columns = len(columns)
             if expected_columns < 2:
                 result.reject(f"line {number}", "expected at least 2 columns (token ... tag), found 1")
+        where = f"line {number}"
         if len(columns) != expected_columns:
-            sentence_problems.append(
-                Problem(result.path, f"line {number}", f"expected {expected_columns} columns, found {len(columns)}")
+            sentence.problems.append(
+                Problem(result.path, where, f"expected {expected_columns} columns, found {len(columns)}")
             )
-            tokens.append(columns[0])
-            tags.append("O")
-            lines.append(number)
+            sentence.add(columns[0], "O", number)
             continue
         token = _strip_bom(columns[0], result, "bom_stripped_from_tokens")
         if not token:
-            sentence_problems.append(Problem(result.path, f"line {number}", "token is empty"))
+            sentence.problems.append(Problem(result.path, where, "token is empty"))
         try:
             tag = columns[tag_column]
         except IndexError:
             tag = "O"
-            sentence_problems.append(Problem(result.path, f"line {number}", f"no column {tag_column} for the tag"))
-        tokens.append(token)
-        tags.append(tag)
-        lines.append(number)
+            sentence.problems.append(Problem(result.path, where, f"no column {tag_column} for the tag"))
+        sentence.add(token, tag, number)
     flush()
     return result
+
+
+def _finish_conll_sentence(
+    result: ReadResult,
+    file_name: str,
+    sentence: _ConllSentence,
+    document: int | None,
+    tag_scheme: str,
+    invalid_bio: str,
+) -> None:
+    """Check a finished sentence's tags (after IOB1 → BIO and any repair) and keep it, or reject it with every
+    problem it has. A blank line after a blank line is no sentence."""
+    if not sentence.tokens and not sentence.problems:
+        return
+    result.rows_read += 1
+    tags = iob1_to_bio(sentence.tags) if tag_scheme == "iob1" else sentence.tags
+    if invalid_bio == "repair" and all(_TAG_RE.match(tag) for tag in tags):
+        tags, changed = repair_bio(tags)
+        if changed:
+            result.notes["bio_tags_repaired"] += changed
+    problems = sentence.problems + [
+        Problem(result.path, f"line {sentence.lines[index]}", message) for index, message in bio_problems(tags)
+    ]
+    if problems:
+        result.problems.extend(problems)
+        result.rows_rejected += 1
+        return
+    row_id = f"{file_name}:{sentence.lines[0]}"
+    result.examples.append(TokenExample(row_id, sentence.tokens, tags, lines=sentence.lines, document=document))
 
 
 # ------------------------------------------------------------------------------------------ GLUE TSV
