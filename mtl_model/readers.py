@@ -478,61 +478,77 @@ def _validate_rows(
     seen_ids: dict[str, str] = {}
     for location, row in rows:
         result.rows_read += 1
-        problems = ["row has extra fields"] if row.pop("__bad__", False) else []
+        extra_fields = row.pop("__bad__", False)  # already reported by `_rows`; the row is still rejected
+        problems: list[str] = []
         if id_column is not None:
-            if row.get(id_column) in (None, ""):
-                problems.append(f"id column {id_column!r} is missing or empty")
-            else:
-                row_id = str(row[id_column])
-                if row_id in seen_ids:
-                    problems.append(f"duplicate id {row_id!r} (first at {seen_ids[row_id]})")
-                else:
-                    seen_ids[row_id] = location
-                location = f"{location} (id {row_id})"
-        example = None
+            location = _located_by_id(row, id_column, location, seen_ids, problems)
+        row_id = f"{path_name}:{location}"
+        example: TextExample | TokenExample | None
         if tokens_column is not None:
-            tokens, tags = row.get(tokens_column), row.get(tags_column)
-            if not isinstance(tokens, list) or not tokens:
-                problems.append(f"{tokens_column!r} must be a non-empty list of words")
-            elif not isinstance(tags, list):
-                problems.append(f"{tags_column!r} must be a list of tags")
-            elif len(tokens) != len(tags):
-                problems.append(f"{len(tokens)} tokens but {len(tags)} tags")
-            else:
-                tags = [str(tag) for tag in tags]
-                problems += [f"word {index + 1}: {message}" for index, message in bio_problems(tags)]
-                label = None
-                if label_column is not None:  # joint data: the sentence label rides along
-                    issue = _label_problem(row.get(label_column))
-                    if issue:
-                        problems.append(issue)
-                    else:
-                        label = _label_text(row[label_column])
-                example = TokenExample(f"{path_name}:{location}", [str(token) for token in tokens], tags, label)
+            example = _token_row(row, row_id, tokens_column, tags_column, label_column, problems)
         else:
-            if text_column not in row:
-                problems.append(f"no text column {text_column!r} (columns: {sorted(row)})")
-                text = ""
-            else:
-                text = "" if row[text_column] is None else str(row[text_column]).strip()
-                if not text:
-                    problems.append("text is empty")
-            label = None
-            if label_column is not None:
-                issue = _label_problem(row.get(label_column))
-                if issue:
-                    problems.append(issue)
-                else:
-                    label = _label_text(row[label_column])
-            example = TextExample(f"{path_name}:{location}", text, label)
+            example = _text_row(row, row_id, text_column, label_column, problems)
         for message in problems:
-            if message != "row has extra fields":
-                result.reject(location, message)
-        if problems:
+            result.reject(location, message)
+        if problems or extra_fields or example is None:
             result.rows_rejected += 1
         else:
             result.examples.append(example)
     return result
+
+
+def _located_by_id(row: dict, id_column: str, location: str, seen_ids: dict[str, str], problems: list[str]) -> str:
+    """The row's location with its id (`line 3 (id b)`); a missing or repeated id is a problem."""
+    if row.get(id_column) in (None, ""):
+        problems.append(f"id column {id_column!r} is missing or empty")
+        return location
+    row_id = str(row[id_column])
+    if row_id in seen_ids:
+        problems.append(f"duplicate id {row_id!r} (first at {seen_ids[row_id]})")
+    else:
+        seen_ids[row_id] = location
+    return f"{location} (id {row_id})"
+
+
+def _row_label(row: dict, label_column: str | None, problems: list[str]) -> str | None:
+    if label_column is None:
+        return None
+    issue = _label_problem(row.get(label_column))
+    if issue:
+        problems.append(issue)
+        return None
+    return _label_text(row[label_column])
+
+
+def _token_row(
+    row: dict, row_id: str, tokens_column: str, tags_column: str | None, label_column: str | None, problems: list[str]
+) -> TokenExample | None:
+    """A token row's example; None when its words and tags cannot even be paired (the problem says why)."""
+    tokens, tags = row.get(tokens_column), row.get(tags_column)
+    if not isinstance(tokens, list) or not tokens:
+        problems.append(f"{tokens_column!r} must be a non-empty list of words")
+        return None
+    if not isinstance(tags, list):
+        problems.append(f"{tags_column!r} must be a list of tags")
+        return None
+    if len(tokens) != len(tags):
+        problems.append(f"{len(tokens)} tokens but {len(tags)} tags")
+        return None
+    tags = [str(tag) for tag in tags]
+    problems.extend(f"word {index + 1}: {message}" for index, message in bio_problems(tags))
+    label = _row_label(row, label_column, problems)  # joint data: the sentence label rides along
+    return TokenExample(row_id, [str(token) for token in tokens], tags, label)
+
+
+def _text_row(row: dict, row_id: str, text_column: str, label_column: str | None, problems: list[str]) -> TextExample:
+    if text_column not in row:
+        problems.append(f"no text column {text_column!r} (columns: {sorted(row)})")
+        text = ""
+    else:
+        text = "" if row[text_column] is None else str(row[text_column]).strip()
+        if not text:
+            problems.append("text is empty")
+    return TextExample(row_id, text, _row_label(row, label_column, problems))
 
 
 def read_table(
