@@ -3,6 +3,7 @@ at the same compute, then one table (mean ± std over seeds).
 
     python benchmarks/quality_runs.py --data-dir ../shared/data --seeds 1,2,3 [--config data/configs/three_task.yaml]
     python benchmarks/quality_runs.py --table-only         # the table from what has finished so far
+    python benchmarks/quality_runs.py --table-only --curves   # and each multi-task run's validation curve
     python benchmarks/quality_runs.py --multi-only --set train.ema_decay=0.999 --results docs/results/ablate-ema
                                                            # an ablation: one multi-task run per seed, no singles
 
@@ -14,8 +15,9 @@ commit each result as it lands. Single-task runs match the multi-task run of the
 compute: each task trains for as many examples as that task contributed to the multi-task run
 (`training.examples_per_task`), at the same batch size.
 
-The table compares each task's test metric (entity F1 for token tasks, accuracy otherwise) multi vs single.
-Prints the table, then one JSON line (last).
+Each result keeps its run's validation curve (`mtl_model.training_log.validation_curve`), so convergence at the
+kept step can be read from the committed JSON after `runs/` is gone. The table compares each task's test metric
+(entity F1 for token tasks, accuracy otherwise) multi vs single. Prints the table, then one JSON line (last).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import statistics
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,6 +40,7 @@ if str(REPO) not in sys.path:  # run as a script: the sibling benchmarks import 
 from benchmarks.process_stats import run_measured  # noqa: E402
 from mtl_model.evaluate import primary_metrics  # noqa: E402
 from mtl_model.io import write_json_atomic  # noqa: E402
+from mtl_model.training_log import validation_curve  # noqa: E402
 
 
 def run_name(kind: str, seed: int, task: str | None = None) -> str:
@@ -52,7 +56,7 @@ def run(name: str, args: argparse.Namespace, extra: list[str]) -> dict:
         result = json.loads(result_path.read_text())
         if result.get("recipe_sha256") != recipe:  # a finished run of another recipe must not enter the table
             raise SystemExit(f"{result_path} was run with another recipe (config contents or settings): move it away")
-        return result
+        return with_curve(result, result_path, out / name)
     out.mkdir(parents=True, exist_ok=True)
     command = [
         sys.executable, "-m", "mtl_model", "--config", args.config, "--data-dir", args.data_dir,
@@ -70,8 +74,39 @@ def run(name: str, args: argparse.Namespace, extra: list[str]) -> dict:
     result["wall_seconds"] = round(stats.seconds, 1)
     result["peak_rss_mib"] = round(stats.peak_rss_bytes / 2**20, 1)
     result["recipe_sha256"] = recipe
+    result["validation_curve"] = curve_from_log(out / name)
     write_json_atomic(result_path, result)  # the run counts as done only once its whole result is on disk
     return result
+
+
+def curve_from_log(run_dir: Path) -> list[dict] | None:
+    """The run's validation curve (`validation_curve`) from its `train_log.parquet`; None without one."""
+    log = run_dir / "train_log.parquet"
+    return validation_curve(pq.read_table(log).to_pylist()) if log.is_file() else None
+
+
+def with_curve(result: dict, result_path: Path, run_dir: Path) -> dict:
+    """A kept result, with its validation curve added when an older runner left it out and the log is still here:
+    the curve then survives a new session's empty `runs/` in the committed JSON."""
+    if result.get("validation_curve") is None and (curve := curve_from_log(run_dir)) is not None:
+        result["validation_curve"] = curve
+        write_json_atomic(result_path, result)
+    return result
+
+
+def show_curves(results: Path, names: list[str]) -> None:
+    """Each finished run's validation curve as a Markdown table (headline metric ×100 per task, selection value)."""
+    for name in names:
+        path = results / f"{name}.json"
+        curve = json.loads(path.read_text()).get("validation_curve") if path.is_file() else None
+        if not curve:
+            continue
+        kept = json.loads(path.read_text())["training"].get("best_step")
+        columns = [*sorted(set(curve[0]) - {"step", "selection"}), "selection"]  # the JSON's keys come sorted
+        print(f"\n{name} (kept step {kept})\n| step | {' | '.join(columns)} |\n|---:|{'---:|' * len(columns)}")
+        for row in curve:
+            cells = ["–" if row.get(key) is None else f"{100 * row[key]:.2f}" for key in columns]
+            print(f"| {row['step']} | {' | '.join(cells)} |")
 
 
 def recipe_key(config: str, extra: list[str]) -> str:
@@ -129,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint-every", type=int, default=200)
     parser.add_argument("--set", action="append", default=[], help="extra `section.field=value` for every run")
     parser.add_argument("--table-only", action="store_true")
+    parser.add_argument("--curves", action="store_true", help="also print each multi-task run's validation curve")
     parser.add_argument("--multi-only", action="store_true", help="the multi-task runs only (an ablation's row)")
     parser.add_argument(
         "--single-tasks",
@@ -156,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         for task in sorted(steps, key=steps.get):  # shortest first: a session cut off lands the most rows
             extra = [*seeded[seed], "--tasks", task, "--set", f"train.max_steps={steps[task]}", *selection]
             run(run_name("single", seed, task), args, extra)
+    if args.curves:
+        show_curves(Path(args.results), [run_name("multi", seed) for seed in seeds])
     rows = table(Path(args.results), tasks, seeds)
     show(rows)
     print(json.dumps({"config": args.config, "seeds": seeds, "tasks": rows}))

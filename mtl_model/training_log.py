@@ -36,6 +36,27 @@ def loss_curve_rows(rows: list[dict], points: int = 25) -> list[dict]:
     return result
 
 
+def validation_curve(rows: list[dict]) -> list[dict]:
+    """Each evaluation as one row: the step, each task's headline validation metric (`primary_metrics`: accuracy,
+    or entity F1 for token heads) and the selection value (`"selection"`) the best step was chosen on. What a reader
+    checks to see a curve flat at the kept step, without the plot."""
+    from mtl_model.evaluate import primary_metrics  # torch: only where a curve is read
+
+    by_step: dict[int, dict[str, dict[str, float]]] = {}
+    selection: dict[int, float] = {}
+    for r in rows:
+        if r["kind"] != "eval":
+            continue
+        if r["task"]:
+            by_step.setdefault(r["step"], {}).setdefault(r["task"], {})[r["name"]] = r["value"]
+        else:
+            selection[r["step"]] = r["value"]
+    return [
+        {"step": step, **primary_metrics(by_step.get(step, {})), "selection": selection.get(step)}
+        for step in sorted(by_step.keys() | selection.keys())
+    ]
+
+
 def write_training_log(rows: list[dict], parquet_path: Path, png_path: Path) -> None:
     """Per-step losses and per-evaluation metrics as Parquet, and a loss/metric curve as PNG."""
     import matplotlib

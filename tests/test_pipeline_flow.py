@@ -186,6 +186,24 @@ def test_loss_curve_rows_average_each_bucket():
     ]
 
 
+def test_validation_curve_is_one_row_per_evaluation_with_each_tasks_headline():
+    from mtl_model.training_log import validation_curve
+
+    def row(step: int, kind: str, task: str, name: str, value: float) -> dict:
+        return {"step": step, "kind": kind, "task": task, "name": name, "value": value}
+
+    rows = [row(5, "train", "topic", "loss", 0.7)]
+    for step, (accuracy, f1) in {5: (0.5, 0.25), 10: (0.75, 0.5)}.items():
+        rows += [row(step, "eval", "topic", "accuracy", accuracy), row(step, "eval", "topic", "f1", 0.1)]
+        rows += [row(step, "eval", "ner", "f1", f1), row(step, "eval", "ner", "token_accuracy", 0.9)]
+        rows.append(row(step, "eval", "", "mean", (accuracy + f1) / 2))
+    assert validation_curve(rows) == [
+        {"step": 5, "topic": 0.5, "ner": 0.25, "selection": 0.375},  # accuracy; entity F1 for the token head
+        {"step": 10, "topic": 0.75, "ner": 0.5, "selection": 0.625},
+    ]
+    assert validation_curve(rows[:1]) == []  # no evaluation, no curve
+
+
 def test_policy_all_on_the_trained_model_reproduces_its_metrics(first_run, tmp_path):
     """`freeze_policy: all` with a trained model as backbone: zero-shot use of that model, no training."""
     from flows.pipeline import pipeline

@@ -88,3 +88,31 @@ def test_single_tasks_picks_which_single_task_runs_follow(tmp_path, monkeypatch,
     with pytest.raises(SystemExit):
         quality_runs.main([*common, "--single-tasks", "sentimnt"])
     assert "['sentimnt'] not among the config's tasks ['topic', 'sentiment', 'ner']" in capsys.readouterr().err
+
+
+def test_a_kept_result_gains_its_validation_curve_and_curves_prints_it(tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from benchmarks.quality_runs import main
+
+    config = tmp_path / "c.yaml"
+    config.write_text("tasks: [{name: topic}]\n")
+    extra = ["--set", "train.seed=1"]
+    kept = {"metrics": {"topic": {"accuracy": 0.9}}, "training": {"best_step": 10}}
+    kept["recipe_sha256"] = recipe_key(str(config), extra)
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "multi-seed1.json").write_text(json.dumps(kept))  # written by a runner without curves
+    log = [{"step": s, "kind": "eval", "task": t, "name": "accuracy" if t else "mean", "value": v}
+           for s, v in ((5, 0.5), (10, 0.75)) for t in ("topic", "")]  # fmt: skip
+    (tmp_path / "out" / "multi-seed1").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(log), tmp_path / "out" / "multi-seed1" / "train_log.parquet")
+    args = argparse.Namespace(out=str(tmp_path / "out"), results=str(tmp_path / "results"), config=str(config))
+    curve = [{"step": 5, "topic": 0.5, "selection": 0.5}, {"step": 10, "topic": 0.75, "selection": 0.75}]
+    assert run("multi-seed1", args, extra)["validation_curve"] == curve
+    assert json.loads((tmp_path / "results" / "multi-seed1.json").read_text())["validation_curve"] == curve  # kept
+    common = ["--config", str(config), "--results", str(tmp_path / "results"), "--seeds", "1", "--table-only"]
+    assert main([*common, "--curves"]) == 0
+    assert "multi-seed1 (kept step 10)\n| step | topic | selection |\n|---:|---:|---:|\n| 5 | 50.00 | 50.00 |\n" in (
+        capsys.readouterr().out
+    )
