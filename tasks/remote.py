@@ -126,6 +126,40 @@ def _cancel(client: Any, flow_run_id, message: str, poll_s: float):
     return _wait(client, flow_run_id, until=FINAL, timeout_s=CANCEL_WAIT_S, poll_s=poll_s)
 
 
+def _await_start(client: Any, flow_run: Any, settings: RemoteTrainingConfig) -> Any:
+    """The flow run once a worker has taken it; cancelled, and `RemoteRunNotStarted`, when nobody did within
+    `start_timeout_s` (unless a worker took and finished it while it was being cancelled)."""
+    started = _wait(
+        client,
+        flow_run.id,
+        until=set(StateType) - NOT_STARTED,
+        timeout_s=settings.start_timeout_s,
+        poll_s=settings.poll_interval_s,
+    )
+    if started.state is not None and started.state.type not in NOT_STARTED:
+        return started
+    reason = "no GPU worker started it within remote_training.start_timeout_s"
+    cancelled = _cancel(client, flow_run.id, reason, settings.poll_interval_s)
+    if cancelled.state.type == StateType.COMPLETED:
+        return cancelled
+    raise RemoteRunNotStarted(
+        f"training flow run {flow_run.name!r} stayed {started.state.name if started.state else 'unscheduled'} "
+        f"for {settings.start_timeout_s:g}s (remote_training.start_timeout_s) and was cancelled"
+    )
+
+
+def _await_end(client: Any, flow_run: Any, settings: RemoteTrainingConfig) -> Any:
+    """The flow run in a final state; cancelled, and `TimeoutError`, past `run_timeout_s`."""
+    final = _wait(client, flow_run.id, until=FINAL, timeout_s=settings.run_timeout_s, poll_s=settings.poll_interval_s)
+    if final.state.type in FINAL:
+        return final
+    _cancel(client, flow_run.id, "remote_training.run_timeout_s passed", settings.poll_interval_s)
+    raise TimeoutError(
+        f"training flow run {flow_run.name!r} ran past remote_training.run_timeout_s "
+        f"({settings.run_timeout_s:g}s) and was cancelled"
+    )
+
+
 @io_task(
     "train-remote",
     key=lambda request, out_dir, settings: CacheKey(
@@ -143,9 +177,7 @@ def train_remote(request: TrainRequest, out_dir: str, settings: RemoteTrainingCo
         request,
         shared_dir=os.path.abspath(os.path.expanduser(settings.shared_dir)),  # not resolve(): the worker's path
     )
-    remote_out = (
-        job_dir / "runs" / uuid.uuid4().hex[:12]
-    )  # one folder per attempt: concurrent or orphaned runs never share
+    remote_out = job_dir / "runs" / uuid.uuid4().hex[:12]  # one folder per attempt: runs never share one
     flow_run = run_deployment(
         settings.deployment,
         parameters={"request": staged.model_dump(mode="json"), "out": str(remote_out), "device": "auto"},
@@ -155,38 +187,11 @@ def train_remote(request: TrainRequest, out_dir: str, settings: RemoteTrainingCo
         "training flow run %r submitted to work pool %r (job folder %s)", flow_run.name, settings.work_pool, job_dir
     )
     with get_client(sync_client=True) as client:
-        started = _wait(
-            client,
-            flow_run.id,
-            until=set(StateType) - NOT_STARTED,
-            timeout_s=settings.start_timeout_s,
-            poll_s=settings.poll_interval_s,
-        )
-        if started.state is None or started.state.type in NOT_STARTED:
-            cancelled = _cancel(
-                client,
-                flow_run.id,
-                "no GPU worker started it within remote_training.start_timeout_s",
-                settings.poll_interval_s,
-            )
-            if cancelled.state.type != StateType.COMPLETED:  # (a worker may have taken and finished it meanwhile)
-                raise RemoteRunNotStarted(
-                    f"training flow run {flow_run.name!r} stayed "
-                    f"{started.state.name if started.state else 'unscheduled'} for "
-                    f"{settings.start_timeout_s:g}s (remote_training.start_timeout_s) and was cancelled"
-                )
+        started = _await_start(client, flow_run, settings)
         logger.info(
             "training flow run %r is %s on work pool %r", flow_run.name, started.state.name, settings.work_pool
         )
-        final = _wait(
-            client, flow_run.id, until=FINAL, timeout_s=settings.run_timeout_s, poll_s=settings.poll_interval_s
-        )
-        if final.state.type not in FINAL:
-            _cancel(client, flow_run.id, "remote_training.run_timeout_s passed", settings.poll_interval_s)
-            raise TimeoutError(
-                f"training flow run {flow_run.name!r} ran past remote_training.run_timeout_s "
-                f"({settings.run_timeout_s:g}s) and was cancelled"
-            )
+        final = _await_end(client, flow_run, settings)
     if final.state.type != StateType.COMPLETED:
         raise RuntimeError(
             f"training flow run {flow_run.name!r} on work pool {settings.work_pool!r} ended "

@@ -189,10 +189,11 @@ def test_collecting_copies_the_model_back_or_says_where_it_is_missing(tmp_path):
 class FakeRunClient:
     """A flow run whose state types follow `states` (the last repeats); records the states proposed."""
 
-    def __init__(self, states: list[str]):
+    def __init__(self, states: list[str], after_cancel: str = "CANCELLED"):
         from prefect.client.schemas.objects import StateType
 
         self.types, self.proposed = [StateType(s) for s in states], []
+        self.after_cancel = StateType(after_cancel)  # COMPLETED: a worker took it and finished meanwhile
 
     def __enter__(self):
         return self
@@ -208,9 +209,7 @@ class FakeRunClient:
 
     def set_flow_run_state(self, flow_run_id, state, force=False):
         self.proposed.append((state.type.value, force))
-        from prefect.client.schemas.objects import StateType
-
-        self.types = [StateType.CANCELLED]
+        self.types = [self.after_cancel]
 
 
 @pytest.fixture
@@ -220,8 +219,8 @@ def remote_task(monkeypatch, tmp_path):
 
     import tasks.remote as routed
 
-    def run(states: list[str], **settings):
-        client = FakeRunClient(states)
+    def run(states: list[str], after_cancel: str = "CANCELLED", **settings):
+        client = FakeRunClient(states, after_cancel)
         monkeypatch.setattr(routed, "get_client", lambda sync_client: client)
         monkeypatch.setattr(routed, "get_run_logger", lambda: logging.getLogger("test"))
         monkeypatch.setattr(routed, "run_deployment", lambda *a, **k: SimpleNamespace(id="run-1", name="fake-run"))
@@ -247,6 +246,12 @@ def test_a_run_left_scheduled_is_asked_to_cancel_then_reported_not_started(remot
     assert client.proposed == [
         ("CANCELLING", False)
     ]  # a worker that just took it stops its process; never a forced state
+
+
+def test_a_run_finished_while_being_cancelled_is_collected_not_reported_unstarted(remote_task):
+    error, client = remote_task(["SCHEDULED"], after_cancel="COMPLETED", start_timeout_s=0.05)
+    assert client.proposed == [("CANCELLING", False)]
+    assert isinstance(error, FileNotFoundError)  # it went on to collect the model (which this fake never wrote)
 
 
 def test_a_run_past_run_timeout_is_cancelled_and_fails_the_step(remote_task):
