@@ -98,10 +98,10 @@ def show_curves(results: Path, names: list[str]) -> None:
     """Each finished run's validation curve as a Markdown table (headline metric ×100 per task, selection value)."""
     for name in names:
         path = results / f"{name}.json"
-        curve = json.loads(path.read_text()).get("validation_curve") if path.is_file() else None
+        result = json.loads(path.read_text()) if path.is_file() else {}
+        curve, kept = result.get("validation_curve"), result.get("training", {}).get("best_step")
         if not curve:
             continue
-        kept = json.loads(path.read_text())["training"].get("best_step")
         columns = [*sorted(set(curve[0]) - {"step", "selection"}), "selection"]  # the JSON's keys come sorted
         print(f"\n{name} (kept step {kept})\n| step | {' | '.join(columns)} |\n|---:|{'---:|' * len(columns)}")
         for row in curve:
